@@ -1,0 +1,99 @@
+/* api.h -- what a route handler sees, and the route tables.
+ *
+ * http/ owns the transport (libmicrohttpd). It matches the request against the
+ * route tables declared here, parses the typed path parameters, collects the
+ * body, and hands a struct api_req to the handler, which fills a struct
+ * api_res. api/ never sees libmicrohttpd: headers and query parameters are
+ * read through the accessors http/ installs.
+ *
+ * api/ decodes JSON, calls service/ (or a port for plain reads), encodes JSON,
+ * and is the only layer that maps enum err to an HTTP status.
+ *
+ * Memory: everything a handler allocates comes from req->arena and lives
+ * until the response has been sent; http/ frees it. */
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+
+struct arena;
+struct config;
+struct store;
+
+/* HTTP methods as bits, so a route can allow several and 405 can list them. */
+enum api_method {
+    API_GET = 1 << 0,
+    API_HEAD = 1 << 1,
+    API_POST = 1 << 2,
+    API_PUT = 1 << 3,
+    API_DELETE = 1 << 4,
+    API_PATCH = 1 << 5,
+    API_OPTIONS = 1 << 6,
+};
+
+/* Everything a handler may use besides the request: the ports and the config.
+ * Built once in main.c; read-only afterwards. */
+struct api_env {
+    struct store *store;
+    const struct config *cfg;
+};
+
+#define API_MAX_PARAMS 4
+
+struct api_req {
+    int method;                      /* one enum api_method */
+    const char *path;                /* decoded path, no query string */
+    const char *route;               /* the matched route's pattern, for logs and metrics */
+    int64_t params[API_MAX_PARAMS];  /* typed path parameters, in pattern order */
+    const char *body;                /* NUL-terminated; NULL when there is none */
+    size_t body_len;
+    struct arena *arena;
+    const struct api_env *env;
+    const char *request_id;
+
+    /* Installed by http/. Return NULL when absent; a query parameter given
+     * without a value ("?limit") reads as "". */
+    const char *(*header)(const struct api_req *r, const char *name);
+    const char *(*query)(const struct api_req *r, const char *name);
+    void *transport; /* http/'s own handle for the accessors */
+};
+
+#define API_MAX_HEADERS 4
+
+struct api_res {
+    int status;
+    const char *body; /* from the request arena (or static) */
+    size_t body_len;
+    const char *content_type; /* NULL = application/json; charset=utf-8 */
+    int nheaders;
+    struct {
+        const char *name, *value;
+    } headers[API_MAX_HEADERS];
+};
+
+typedef void (*api_handler)(struct api_req *r, struct api_res *w);
+
+struct api_route {
+    int methods;         /* bitmask of enum api_method (GET implies HEAD) */
+    const char *pattern; /* "/api/v1/concerts/{cid}/sessions": {name} is a positive int64 */
+    api_handler handler;
+};
+
+/* Route tables, each ending with an entry whose pattern is NULL. http/
+ * serves all of them. */
+extern const struct api_route api_routes_v1[];
+
+/* Error responses: {"error":{"code":CODE,"message":...}}. */
+void api_error(struct api_req *r, struct api_res *w, int status, const char *code,
+               const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+/* Maps a negative enum err from a lower layer to status and code; msg says
+ * what went wrong (may be NULL for a generic text). Logs 5xx once, here. */
+void api_fail(struct api_req *r, struct api_res *w, int err, const char *msg);
+/* Sets a JSON body built in the arena. */
+void api_json(struct api_res *w, int status, const char *body, size_t len);
+void api_add_header(struct api_res *w, const char *name, const char *value);
+
+/* Query parameter helper: reads an integer query parameter within [min, max],
+ * defaulting to def when absent. On a bad value it writes the 400 and returns
+ * ERR_INVALID. */
+int api_query_i64(struct api_req *r, struct api_res *w, const char *name, int64_t def,
+                  int64_t min, int64_t max, int64_t *out);

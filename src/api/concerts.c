@@ -1,0 +1,122 @@
+/* concerts.c -- the catalog routes: concerts, their sessions, and the
+ * available seats of a session (keyset-paginated).
+ *
+ * Decode the path and query, call the store port or service/catalog, encode
+ * JSON. The waiting-room gate on sessions and seats arrives with the
+ * waiting-room work. */
+#include "api/routes.h"
+#include "core/arena.h"
+#include "core/err.h"
+#include "core/json.h"
+#include "service/catalog.h"
+#include "store/store.h"
+
+void api_concerts_list(struct api_req *r, struct api_res *w) {
+    struct store *s = r->env->store;
+    struct store_concert *c;
+    size_t n;
+    int rc = s->ops->list_concerts(s, r->arena, &c, &n);
+    if (rc) {
+        api_fail(r, w, rc, NULL);
+        return;
+    }
+    struct jw j;
+    jw_init(&j, r->arena, 64 + n * 96);
+    jw_obj_begin(&j);
+    jw_key(&j, "concerts");
+    jw_arr_begin(&j);
+    for (size_t i = 0; i < n; i++) {
+        jw_obj_begin(&j);
+        jw_kv_i64(&j, "concertId", c[i].id);
+        jw_kv_str(&j, "title", c[i].title);
+        jw_kv_str(&j, "venue", c[i].venue);
+        jw_obj_end(&j);
+    }
+    jw_arr_end(&j);
+    jw_obj_end(&j);
+    size_t len;
+    char *body = jw_finish(&j, &len);
+    api_json(w, 200, body, len);
+}
+
+void api_sessions_list(struct api_req *r, struct api_res *w) {
+    struct store *s = r->env->store;
+    int64_t cid = r->params[0];
+    struct store_session *ss;
+    size_t n;
+    int rc = s->ops->list_sessions(s, r->arena, cid, &ss, &n);
+    if (rc == ERR_NOT_FOUND)
+        {
+        api_fail(r, w, rc, arena_sprintf(r->arena, "concert %lld not found", (long long)cid));
+        return;
+    }
+    if (rc) {
+        api_fail(r, w, rc, NULL);
+        return;
+    }
+    struct jw j;
+    jw_init(&j, r->arena, 64 + n * 112);
+    jw_obj_begin(&j);
+    jw_kv_i64(&j, "concertId", cid);
+    jw_key(&j, "sessions");
+    jw_arr_begin(&j);
+    for (size_t i = 0; i < n; i++) {
+        jw_obj_begin(&j);
+        jw_kv_i64(&j, "sessionId", ss[i].id);
+        jw_key(&j, "startsAt");
+        jw_time(&j, ss[i].starts_at_ms);
+        jw_kv_i64(&j, "totalSeats", ss[i].total_seats);
+        jw_kv_i64(&j, "availableSeats", ss[i].available_seats);
+        jw_obj_end(&j);
+    }
+    jw_arr_end(&j);
+    jw_obj_end(&j);
+    size_t len;
+    char *body = jw_finish(&j, &len);
+    api_json(w, 200, body, len);
+}
+
+void api_seats_list(struct api_req *r, struct api_res *w) {
+    int64_t cid = r->params[0], sid = r->params[1], limit, after;
+    if (api_query_i64(r, w, "limit", CATALOG_PAGE_DEFAULT, 1, CATALOG_PAGE_MAX, &limit) ||
+        api_query_i64(r, w, "after", 0, 0, INT64_MAX, &after))
+        return;
+    struct catalog_seat_page page;
+    int rc = catalog_seat_page(r->env->store, r->arena, cid, sid, after, limit, &page);
+    if (rc == ERR_NOT_FOUND)
+        {
+        api_fail(r, w, rc,
+                        arena_sprintf(r->arena, "session %lld of concert %lld not found",
+                                      (long long)sid, (long long)cid));
+        return;
+    }
+    if (rc) {
+        api_fail(r, w, rc, NULL);
+        return;
+    }
+    struct jw j;
+    jw_init(&j, r->arena, 64 + page.n * 72);
+    jw_obj_begin(&j);
+    jw_kv_i64(&j, "sessionId", sid);
+    jw_key(&j, "availableSeats");
+    jw_arr_begin(&j);
+    for (size_t i = 0; i < page.n; i++) {
+        const struct store_seat *st = &page.seats[i];
+        jw_obj_begin(&j);
+        jw_kv_i64(&j, "seatId", st->id);
+        jw_kv_i64(&j, "seatNumber", st->number);
+        jw_kv_str(&j, "grade", st->grade);
+        jw_kv_i64(&j, "price", st->price);
+        jw_obj_end(&j);
+    }
+    jw_arr_end(&j);
+    jw_key(&j, "nextCursor");
+    if (page.next_cursor)
+        jw_i64(&j, page.next_cursor);
+    else
+        jw_null(&j);
+    jw_obj_end(&j);
+    size_t len;
+    char *body = jw_finish(&j, &len);
+    api_json(w, 200, body, len);
+}

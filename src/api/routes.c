@@ -1,0 +1,12 @@
+/* routes.c -- the v1 route table. Each row: allowed methods, path pattern
+ * with typed {id} parameters, handler. http/router.c serves it. */
+#include "api/routes.h"
+
+const struct api_route api_routes_v1[] = {
+    {API_GET, "/health/live", api_health_live},
+    {API_GET, "/health/ready", api_health_ready},
+    {API_GET, "/api/v1/concerts", api_concerts_list},
+    {API_GET, "/api/v1/concerts/{cid}/sessions", api_sessions_list},
+    {API_GET, "/api/v1/concerts/{cid}/sessions/{sid}/seats", api_seats_list},
+    {0, NULL, NULL},
+};

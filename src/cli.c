@@ -1,0 +1,120 @@
+/* cli.c -- seed, import and migrate (see cli.h). */
+#include "cli.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/event.h"
+#include "core/arena.h"
+#include "core/config.h"
+#include "core/err.h"
+#include "core/timeutil.h"
+#include "service/catalog.h"
+#include "store/store.h"
+
+#define EVENT_FILE_MAX (16 * 1024 * 1024)
+
+int cli_open_store(const struct config *c, struct store **out) {
+    char err[512] = "";
+    int rc = store_open(c->db, out, err, sizeof(err));
+    if (rc) {
+        fprintf(stderr, "concertd: cannot open --db %s: %s\n", c->db, err[0] ? err : err_str(rc));
+        return 1;
+    }
+    rc = (*out)->ops->migrate(*out);
+    if (rc) {
+        fprintf(stderr, "concertd: migrating %s failed: %s\n", c->db, err_str(rc));
+        (*out)->ops->close(*out);
+        return 1;
+    }
+    return 0;
+}
+
+int cli_migrate(const struct config *c) {
+    struct store *s;
+    if (cli_open_store(c, &s)) return 1;
+    s->ops->close(s);
+    printf("migrated %s: schema up to date\n", c->db);
+    return 0;
+}
+
+int cli_seed(const struct config *c) {
+    struct store *s;
+    if (cli_open_store(c, &s)) return 1;
+    struct store_seed opt = {
+        .concerts = c->seed_concerts,
+        .sessions_per_concert = c->seed_sessions_per_concert,
+        .seats_per_session = c->seed_seats_per_session,
+        .price = c->seed_price,
+        .users = c->seed_users,
+        .balance = c->seed_balance,
+    };
+    int64_t t0 = time_mono_ms();
+    int rc = s->ops->seed(s, &opt);
+    s->ops->close(s);
+    if (rc) {
+        fprintf(stderr, "concertd: seed failed: %s\n", err_str(rc));
+        return 1;
+    }
+    printf("seeded %lld concerts x %lld sessions x %lld seats (%lld seats), %lld users in %.1f s\n",
+           (long long)opt.concerts, (long long)opt.sessions_per_concert,
+           (long long)opt.seats_per_session,
+           (long long)(opt.concerts * opt.sessions_per_concert * opt.seats_per_session),
+           (long long)opt.users, (double)(time_mono_ms() - t0) / 1000.0);
+    return 0;
+}
+
+/* Reads a whole file of at most EVENT_FILE_MAX bytes into the arena. */
+static char *read_file(struct arena *a, const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "concertd: cannot read %s: %s\n", path, strerror(errno));
+        return NULL;
+    }
+    char *buf = arena_alloc(a, EVENT_FILE_MAX + 1);
+    *len = fread(buf, 1, EVENT_FILE_MAX + 1, f);
+    int bad = ferror(f);
+    fclose(f);
+    if (bad || *len > EVENT_FILE_MAX) {
+        fprintf(stderr, "concertd: %s: %s\n", path,
+                bad ? "read error" : "file larger than 16 MiB");
+        return NULL;
+    }
+    return buf;
+}
+
+int cli_import(const struct config *c) {
+    if (c->nargs != 1) {
+        fprintf(stderr, "concertd: usage: concertd import [--db URL] EVENT.json\n");
+        return 2;
+    }
+    const char *path = c->args[0];
+    struct arena *a = arena_create();
+    struct store_event ev;
+    char err[512];
+    size_t len;
+    int status = 1;
+    char *json = read_file(a, path, &len);
+    if (!json) goto out;
+    if (api_decode_event(json, len, a, &ev, err, sizeof(err)) ||
+        catalog_check_event(&ev, err, sizeof(err))) {
+        fprintf(stderr, "concertd: %s: %s\n", path, err);
+        goto out;
+    }
+    struct store *s;
+    if (cli_open_store(c, &s)) goto out;
+    int64_t cid = 0;
+    int rc = s->ops->import_event(s, &ev, &cid);
+    s->ops->close(s);
+    if (rc) {
+        fprintf(stderr, "concertd: importing %s failed: %s\n", path, err_str(rc));
+        goto out;
+    }
+    printf("imported concert %lld \"%s\": %zu sessions\n", (long long)cid, ev.title, ev.nsessions);
+    status = 0;
+out:
+    arena_destroy(a);
+    return status;
+}

@@ -1,0 +1,65 @@
+/* config.h -- the one table of options (Redis's standardConfig is the model).
+ *
+ * Each option has a flag (--max-body), an environment variable
+ * (CONCERT_MAX_BODY), a type, a default, bounds and a help line, all in the
+ * table in config.c. --help and every validation error are generated from
+ * that table. Precedence: default < environment < command line.
+ * Not here: what the values mean to the program (main.c and the layers). */
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* Subcommands; an option belongs to one or more of them. */
+enum cfg_cmd {
+    CMD_SERVE = 1 << 0,
+    CMD_SEED = 1 << 1,
+    CMD_IMPORT = 1 << 2,
+    CMD_MIGRATE = 1 << 3,
+};
+
+#define CFG_MAX_ARGS 8
+
+struct config {
+    int cmd;              /* one enum cfg_cmd */
+    int help, version;    /* --help / --version seen */
+    const char *args[CFG_MAX_ARGS]; /* positional arguments after the subcommand */
+    int nargs;
+
+    /* common */
+    const char *db;       /* "sqlite:./concert.db" */
+    int64_t log_level;    /* enum log_level */
+    int64_t log_format;   /* enum log_format */
+
+    /* serve */
+    const char *listen;   /* "0.0.0.0:8080" */
+    int64_t workers;      /* 0 = 4 x cores */
+    int64_t max_connections;
+    int64_t max_connections_per_ip; /* 0 = unlimited */
+    int64_t connection_timeout_ms;
+    int64_t max_body;               /* bytes */
+    int64_t max_header_bytes;       /* bytes: request line + headers */
+    int64_t shutdown_grace_ms;      /* how long in-flight requests may take on SIGTERM */
+
+    /* seed */
+    int64_t seed_concerts;
+    int64_t seed_sessions_per_concert;
+    int64_t seed_seats_per_session;
+    int64_t seed_price;
+    int64_t seed_users;
+    int64_t seed_balance;
+};
+
+/* Fills c from defaults, then the environment (envp-style lookups through
+ * getenv), then argv (argv[0] is the program). argv[1] may be a subcommand
+ * (serve, seed, import, migrate); without one the command is serve.
+ * "--opt value" and "--opt=value" are both accepted. Options of another
+ * subcommand, unknown options and bad values fail with ERR_INVALID and an
+ * errbuf that names the option (or environment variable) and its bounds. */
+int config_load(struct config *c, int argc, char **argv, char *errbuf, size_t errlen);
+
+/* Writes the usage text generated from the table: every option of every
+ * subcommand with its env var, default and help. */
+void config_usage(FILE *out);
+
+const char *config_cmd_name(int cmd);

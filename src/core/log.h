@@ -1,0 +1,27 @@
+/* log.h -- level-gated logging.
+ *
+ * LOG_INFO("http", "listening addr=%s workers=%d", addr, n) writes one line
+ *   2026-11-21T12:00:00.123Z INFO  [t3] http: listening addr=0.0.0.0:8080 workers=8
+ * to stderr (text format) or one JSON object per line (json format). The
+ * macros do not evaluate their arguments when the level is off. Lines are
+ * written with a single write(2), so threads never interleave within a line.
+ * Callers never log tokens or admin keys. */
+#pragma once
+
+enum log_level { LOG_LEVEL_DEBUG = 0, LOG_LEVEL_INFO, LOG_LEVEL_WARN, LOG_LEVEL_ERROR, LOG_LEVEL_OFF };
+enum log_format { LOG_FORMAT_TEXT = 0, LOG_FORMAT_JSON };
+
+extern int log_level; /* read by the macros; set with log_init() */
+
+void log_init(int level, int format);
+int log_level_parse(const char *name); /* "debug".."error"/"off"; -1 if unknown */
+void log_write(int level, const char *module, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+#define LOG_AT(lvl, mod, ...)                                                                      \
+    do {                                                                                           \
+        if ((lvl) >= log_level) log_write((lvl), (mod), __VA_ARGS__);                              \
+    } while (0)
+#define LOG_DEBUG(mod, ...) LOG_AT(LOG_LEVEL_DEBUG, mod, __VA_ARGS__)
+#define LOG_INFO(mod, ...) LOG_AT(LOG_LEVEL_INFO, mod, __VA_ARGS__)
+#define LOG_WARN(mod, ...) LOG_AT(LOG_LEVEL_WARN, mod, __VA_ARGS__)
+#define LOG_ERROR(mod, ...) LOG_AT(LOG_LEVEL_ERROR, mod, __VA_ARGS__)

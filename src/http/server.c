@@ -1,0 +1,430 @@
+/* server.c -- libmicrohttpd glue (see server.h).
+ *
+ * One request's life: libmicrohttpd calls on_request() first with the
+ * headers. begin() routes it and applies every check that needs no body
+ * (header size 431, unknown route 404, method 405, bad path id 400, body on
+ * GET 400, declared body too large 413). A request without a body is
+ * answered in that first call. Otherwise the body is gathered into the
+ * request arena and the handler runs on the final call. on_completed()
+ * frees the arena once the response is on the wire.
+ *
+ * Design notes:
+ *   1. Handlers run on the pool's threads and may block on the store; the
+ *      pool is sized for that (--workers, default 4 x cores).
+ *   2. Response bodies live in the request arena and are handed to
+ *      libmicrohttpd without a copy (MHD_RESPMEM_PERSISTENT); the arena is
+ *      freed only in on_completed(), after the last byte is sent.
+ *   3. Over-limit bodies sent chunked are read and dropped up to
+ *      DISCARD_FACTOR x max_body so the client gets its 413; past that the
+ *      connection is closed.
+ *   4. libmicrohttpd answers requests whose headers overflow its per-
+ *      connection memory pool itself (431, HTML body). The pool is sized at
+ *      POOL_FACTOR x max_header_bytes so every request over our own limit but
+ *      under that gets a JSON 431 from us. */
+#include "http/server.h"
+
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "api/api.h"
+#include "core/arena.h"
+#include "core/err.h"
+#include "core/log.h"
+#include "core/num.h"
+#include "core/timeutil.h"
+#include "core/xmalloc.h"
+#include "http/router.h"
+
+#define DISCARD_FACTOR 4
+#define POOL_FACTOR 4
+#define REQUEST_ID_MAX 64
+#define JSON_TYPE "application/json; charset=utf-8"
+
+struct http_server {
+    struct MHD_Daemon *d;
+    struct router *router;
+    const struct api_env *env;
+    struct http_opts o;
+    int port;
+    atomic_long in_flight;
+};
+
+struct request {
+    struct http_server *srv;
+    struct MHD_Connection *conn;
+    struct api_req req;
+    struct api_res res;
+    const struct api_route *route; /* set by begin() when the route matched */
+    const char *method;            /* libmicrohttpd's string, valid for the request */
+    char *body;
+    size_t len, cap;
+    int too_large;    /* body went over max_body: answer 413 at the end */
+    int answered;     /* res holds a response decided early */
+    int64_t start_us;
+    char request_id[REQUEST_ID_MAX + 1];
+};
+
+static const struct api_route *const route_tables[] = {api_routes_v1, NULL};
+
+static int method_bit(const char *m) {
+    static const struct {
+        const char *name;
+        int bit;
+    } map[] = {{"GET", API_GET},       {"HEAD", API_HEAD},   {"POST", API_POST},
+               {"PUT", API_PUT},       {"DELETE", API_DELETE}, {"PATCH", API_PATCH},
+               {"OPTIONS", API_OPTIONS}};
+    for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+        if (strcmp(m, map[i].name) == 0) return map[i].bit;
+    return 0;
+}
+
+static const char *get_header(const struct api_req *r, const char *name) {
+    return MHD_lookup_connection_value(r->transport, MHD_HEADER_KIND, name);
+}
+
+static const char *get_query(const struct api_req *r, const char *name) {
+    const char *v = NULL;
+    size_t vlen = 0;
+    if (MHD_lookup_connection_value_n(r->transport, MHD_GET_ARGUMENT_KIND, name, strlen(name), &v,
+                                      &vlen) != MHD_YES)
+        return NULL;
+    return v ? v : "";
+}
+
+static enum MHD_Result count_bytes(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   const char *value) {
+    (void)kind;
+    size_t *total = cls;
+    *total += strlen(key) + (value ? strlen(value) : 0) + 4;
+    return MHD_YES;
+}
+
+/* A request id the client sent is kept if it is short and printable; else
+ * one is made: 16 hex digits from a per-thread generator seeded by getrandom. */
+static void set_request_id(struct request *rq) {
+    const char *given = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, "X-Request-Id");
+    if (given) {
+        size_t n = strlen(given), i;
+        for (i = 0; i < n && i <= REQUEST_ID_MAX; i++)
+            if (given[i] < 0x21 || given[i] > 0x7e) break;
+        if (n > 0 && i == n && n <= REQUEST_ID_MAX) {
+            memcpy(rq->request_id, given, n + 1);
+            return;
+        }
+    }
+    static _Thread_local uint64_t state;
+    while (state == 0)
+        if (getrandom(&state, sizeof(state), 0) != sizeof(state)) state = (uint64_t)time_mono_us();
+    state ^= state << 13;
+    state ^= state >> 7;
+    state ^= state << 17;
+    snprintf(rq->request_id, sizeof(rq->request_id), "%016llx", (unsigned long long)state);
+}
+
+static struct request *request_new(struct http_server *srv, struct MHD_Connection *conn,
+                                   const char *url, const char *method) {
+    struct arena *a = arena_create();
+    struct request *rq = arena_calloc(a, 1, sizeof(*rq));
+    rq->srv = srv;
+    rq->conn = conn;
+    rq->start_us = time_mono_us();
+    rq->req.arena = a;
+    rq->req.env = srv->env;
+    rq->method = method;
+    rq->req.method = method_bit(method);
+    rq->req.path = url;
+    rq->req.route = "-";
+    rq->req.header = get_header;
+    rq->req.query = get_query;
+    rq->req.transport = conn;
+    set_request_id(rq);
+    rq->req.request_id = rq->request_id;
+    atomic_fetch_add(&srv->in_flight, 1);
+    return rq;
+}
+
+/* Checks everything that needs no body. Returns 1 when rq->res already holds
+ * the answer (an error), 0 when the handler should run (now or after the
+ * body). */
+static int begin(struct request *rq, const char *url, const char *version) {
+    struct http_server *srv = rq->srv;
+    struct api_req *r = &rq->req;
+    struct api_res *w = &rq->res;
+    size_t hdr = strlen(url) + strlen(version) + 16;
+    MHD_get_connection_values(rq->conn, MHD_HEADER_KIND | MHD_GET_ARGUMENT_KIND, count_bytes, &hdr);
+    if (hdr > srv->o.max_header_bytes) {
+        api_error(r, w, 431, "HEADERS_TOO_LARGE", "request line and headers exceed %zu bytes",
+                  srv->o.max_header_bytes);
+        return 1;
+    }
+    struct route_match m;
+    char allow[64];
+    switch (router_match(srv->router, r->method, url, &m)) {
+    case ROUTE_NOT_FOUND:
+        api_error(r, w, 404, "NOT_FOUND", "no route for %s", url);
+        return 1;
+    case ROUTE_BAD_PARAM:
+        api_error(r, w, 400, "INVALID_REQUEST", "path parameter \"%s\" must be a positive integer",
+                  m.bad_param);
+        return 1;
+    case ROUTE_BAD_METHOD:
+        router_allow_header(m.allow, allow, sizeof(allow));
+        api_error(r, w, 405, "METHOD_NOT_ALLOWED", "allowed methods: %s", allow);
+        api_add_header(w, "Allow", arena_strdup(r->arena, allow));
+        return 1;
+    default:
+        break;
+    }
+    rq->route = m.route;
+    r->route = m.route->pattern;
+    memcpy(r->params, m.params, sizeof(m.params));
+
+    const char *cl = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, "Content-Length");
+    const char *te = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, "Transfer-Encoding");
+    int64_t clen = 0;
+    if (cl && (num_parse_i64(cl, 0, &clen) || clen < 0)) {
+        api_error(r, w, 400, "INVALID_REQUEST", "Content-Length is not a valid length");
+        return 1;
+    }
+    if ((clen > 0 || te) && (r->method & (API_GET | API_HEAD | API_DELETE))) {
+        api_error(r, w, 400, "INVALID_REQUEST", "%s requests take no body",
+                  r->method == API_DELETE ? "DELETE" : "GET");
+        return 1;
+    }
+    if ((uint64_t)clen > srv->o.max_body) {
+        api_error(r, w, 413, "PAYLOAD_TOO_LARGE", "request body exceeds %zu bytes", srv->o.max_body);
+        return 1;
+    }
+    if (clen > 0) {
+        rq->cap = (size_t)clen + 1;
+        rq->body = arena_alloc(r->arena, rq->cap);
+    }
+    return 0;
+}
+
+static int has_body(struct request *rq) {
+    if (rq->cap) return 1;
+    return MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, "Transfer-Encoding") != NULL;
+}
+
+/* Appends a chunk of body. Returns 0, or -1 when the client has sent so much
+ * past the limit that the connection should be dropped. */
+static int body_append(struct request *rq, const char *data, size_t n) {
+    size_t limit = rq->srv->o.max_body;
+    if (rq->too_large || rq->len + n > limit) {
+        rq->too_large = 1;
+        rq->len += n;
+        return rq->len > DISCARD_FACTOR * limit ? -1 : 0;
+    }
+    if (rq->len + n + 1 > rq->cap) {
+        size_t cap = rq->cap ? rq->cap * 2 : 1024;
+        while (cap < rq->len + n + 1) cap *= 2;
+        if (cap > limit + 1) cap = limit + 1;
+        char *nb = arena_alloc(rq->req.arena, cap);
+        if (rq->len) memcpy(nb, rq->body, rq->len);
+        rq->body = nb;
+        rq->cap = cap;
+    }
+    memcpy(rq->body + rq->len, data, n);
+    rq->len += n;
+    return 0;
+}
+
+static void dispatch(struct request *rq) {
+    struct api_req *r = &rq->req;
+    if (rq->too_large) {
+        api_error(r, &rq->res, 413, "PAYLOAD_TOO_LARGE", "request body exceeds %zu bytes",
+                  rq->srv->o.max_body);
+        return;
+    }
+    if (rq->body) {
+        rq->body[rq->len] = '\0';
+        r->body = rq->body;
+        r->body_len = rq->len;
+    }
+    rq->route->handler(r, &rq->res);
+    if (rq->res.status == 0) api_fail(r, &rq->res, ERR_INTERNAL, NULL);
+}
+
+static enum MHD_Result respond(struct request *rq) {
+    struct api_res *w = &rq->res;
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(w->body_len, (void *)w->body, MHD_RESPMEM_PERSISTENT);
+    if (!resp) return MHD_NO;
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            w->content_type ? w->content_type : JSON_TYPE);
+    MHD_add_response_header(resp, "X-Request-Id", rq->request_id);
+    for (int i = 0; i < w->nheaders; i++)
+        MHD_add_response_header(resp, w->headers[i].name, w->headers[i].value);
+    enum MHD_Result ret = MHD_queue_response(rq->conn, (unsigned)w->status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_data_size,
+                                  void **con_cls) {
+    struct request *rq = *con_cls;
+    if (!rq) {
+        rq = request_new(cls, conn, url, method);
+        *con_cls = rq;
+        rq->answered = begin(rq, url, version);
+        if (rq->answered) return respond(rq);
+        if (has_body(rq)) return MHD_YES;
+        dispatch(rq);
+        return respond(rq);
+    }
+    if (*upload_data_size) {
+        int rc = body_append(rq, upload_data, *upload_data_size);
+        *upload_data_size = 0;
+        return rc ? MHD_NO : MHD_YES;
+    }
+    if (!rq->answered) dispatch(rq);
+    return respond(rq);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe) {
+    (void)cls;
+    (void)conn;
+    struct request *rq = *con_cls;
+    if (!rq) return;
+    *con_cls = NULL;
+    LOG_DEBUG("access", "request_id=%s method=%s route=%s status=%d latency_us=%lld%s",
+              rq->request_id, rq->method, rq->req.route, rq->res.status,
+              (long long)(time_mono_us() - rq->start_us),
+              toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted=1");
+    atomic_fetch_sub(&rq->srv->in_flight, 1);
+    arena_destroy(rq->req.arena);
+}
+
+/* libmicrohttpd hands us its own printf format; it is a literal in its code. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
+    (void)cls;
+    char msg[512];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    size_t n = strlen(msg);
+    while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r')) msg[--n] = '\0';
+    LOG_WARN("http", "libmicrohttpd: %s", msg);
+}
+#pragma GCC diagnostic pop
+
+/* "host:port" or "[v6]:port" -> sockaddr. */
+static int parse_listen(const char *listen, struct sockaddr_storage *ss, int *is_v6, char *errbuf,
+                        size_t errlen) {
+    char host[256];
+    const char *colon = strrchr(listen, ':');
+    if (!colon || colon == listen || (size_t)(colon - listen) >= sizeof(host)) goto bad;
+    size_t hl = (size_t)(colon - listen);
+    memcpy(host, listen, hl);
+    host[hl] = '\0';
+    if (host[0] == '[') {
+        if (hl < 3 || host[hl - 1] != ']') goto bad;
+        memmove(host, host + 1, hl - 2);
+        host[hl - 2] = '\0';
+    }
+    int64_t port;
+    if (num_parse_i64(colon + 1, 0, &port) || port < 0 || port > 65535) goto bad;
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct addrinfo *res = NULL;
+    if (getaddrinfo(host, colon + 1, &hints, &res) != 0 || !res) goto bad;
+    memcpy(ss, res->ai_addr, res->ai_addrlen);
+    *is_v6 = res->ai_family == AF_INET6;
+    freeaddrinfo(res);
+    return 0;
+bad:
+    snprintf(errbuf, errlen, "invalid --listen address \"%s\" (want host:port)", listen);
+    return ERR_INVALID;
+}
+
+static void raise_nofile(unsigned want) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (rl.rlim_cur < (rlim_t)want + 64)
+        LOG_WARN("http",
+                 "open file limit %llu is below --max-connections %u; connections past it will "
+                 "fail. Raise the hard limit (ulimit -Hn, LimitNOFILE=)",
+                 (unsigned long long)rl.rlim_cur, want);
+}
+
+int http_start(const struct http_opts *o, const struct api_env *env, struct http_server **out,
+               char *errbuf, size_t errlen) {
+    struct sockaddr_storage ss;
+    int is_v6 = 0;
+    if (parse_listen(o->listen, &ss, &is_v6, errbuf, errlen)) return ERR_INVALID;
+    raise_nofile(o->max_connections);
+
+    struct http_server *srv = xcalloc(1, sizeof(*srv));
+    srv->o = *o;
+    srv->env = env;
+    srv->router = router_create(route_tables);
+    atomic_init(&srv->in_flight, 0);
+
+    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG | MHD_USE_TURBO;
+    if (is_v6) flags |= MHD_USE_IPv6;
+    size_t pool = o->max_header_bytes * POOL_FACTOR;
+    if (pool < 32 * 1024) pool = 32 * 1024;
+    srv->d = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_request, srv,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)o->workers,
+        MHD_OPTION_CONNECTION_LIMIT, o->max_connections,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, o->max_connections_per_ip,
+        MHD_OPTION_CONNECTION_TIMEOUT, o->timeout_s,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, pool,
+        MHD_OPTION_LISTEN_BACKLOG_SIZE, 4096u,
+        MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
+        MHD_OPTION_END);
+    if (!srv->d) {
+        snprintf(errbuf, errlen, "cannot listen on %s (address in use or not available?)", o->listen);
+        router_free(srv->router);
+        free(srv);
+        return ERR_IO;
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv->d, MHD_DAEMON_INFO_BIND_PORT);
+    srv->port = info ? info->port : 0;
+    LOG_INFO("http", "listening addr=%s port=%d workers=%d max_connections=%u per_ip=%u", o->listen,
+             srv->port, o->workers, o->max_connections, o->max_connections_per_ip);
+    *out = srv;
+    return 0;
+}
+
+int http_port(const struct http_server *s) {
+    return s->port;
+}
+
+void http_stop(struct http_server *s) {
+    if (!s) return;
+    MHD_socket fd = MHD_quiesce_daemon(s->d);
+    if (fd != MHD_INVALID_SOCKET) close(fd);
+    int64_t deadline = time_mono_ms() + s->o.grace_ms;
+    long n;
+    while ((n = atomic_load(&s->in_flight)) > 0 && time_mono_ms() < deadline) {
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    if (n > 0) LOG_WARN("http", "shutdown grace over with %ld request(s) still in flight", n);
+    MHD_stop_daemon(s->d);
+    router_free(s->router);
+    free(s);
+    LOG_INFO("http", "stopped");
+}
