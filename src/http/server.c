@@ -69,6 +69,7 @@ struct request {
     size_t len, cap;
     int too_large;    /* body went over max_body: answer 413 at the end */
     int answered;     /* res holds a response decided early */
+    int has_body;     /* the request declares a body (Content-Length > 0 or chunked) */
     int64_t start_us;
     char request_id[REQUEST_ID_MAX + 1];
 };
@@ -159,6 +160,9 @@ static int begin(struct request *rq, const char *url, const char *version) {
     struct http_server *srv = rq->srv;
     struct api_req *r = &rq->req;
     struct api_res *w = &rq->res;
+    const char *cl = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, "Content-Length");
+    const char *te = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, "Transfer-Encoding");
+    rq->has_body = te != NULL || (cl && strcmp(cl, "0") != 0);
     size_t hdr = strlen(url) + strlen(version) + 16;
     MHD_get_connection_values(rq->conn, MHD_HEADER_KIND | MHD_GET_ARGUMENT_KIND, count_bytes, &hdr);
     if (hdr > srv->o.max_header_bytes) {
@@ -188,8 +192,6 @@ static int begin(struct request *rq, const char *url, const char *version) {
     r->route = m.route->pattern;
     memcpy(r->params, m.params, sizeof(m.params));
 
-    const char *cl = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, "Content-Length");
-    const char *te = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, "Transfer-Encoding");
     int64_t clen = 0;
     if (cl && (num_parse_i64(cl, 0, &clen) || clen < 0)) {
         api_error(r, w, 400, "INVALID_REQUEST", "Content-Length is not a valid length");
@@ -209,11 +211,6 @@ static int begin(struct request *rq, const char *url, const char *version) {
         rq->body = arena_alloc(r->arena, rq->cap);
     }
     return 0;
-}
-
-static int has_body(struct request *rq) {
-    if (rq->cap) return 1;
-    return MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, "Transfer-Encoding") != NULL;
 }
 
 /* Appends a chunk of body. Returns 0, or -1 when the client has sent so much
@@ -270,6 +267,11 @@ static enum MHD_Result respond(struct request *rq) {
     return ret;
 }
 
+/* libmicrohttpd calls this at least twice per request: first with the
+ * headers, then with each chunk of body, then once more with none. A
+ * response queued on the first call makes it drop keep-alive (it cannot know
+ * the body was not wanted), so the first call only queues one when it
+ * refuses a body outright. */
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version,
                                   const char *upload_data, size_t *upload_data_size,
@@ -279,10 +281,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         rq = request_new(cls, conn, url, method);
         *con_cls = rq;
         rq->answered = begin(rq, url, version);
-        if (rq->answered) return respond(rq);
-        if (has_body(rq)) return MHD_YES;
-        dispatch(rq);
-        return respond(rq);
+        if (rq->answered && rq->has_body) return respond(rq);
+        return MHD_YES;
     }
     if (*upload_data_size) {
         int rc = body_append(rq, upload_data, *upload_data_size);
@@ -383,6 +383,7 @@ int http_start(const struct http_opts *o, const struct api_env *env, struct http
     if (pool < 32 * 1024) pool = 32 * 1024;
     srv->d = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, srv,
+        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)o->workers,
         MHD_OPTION_CONNECTION_LIMIT, o->max_connections,
@@ -392,7 +393,6 @@ int http_start(const struct http_opts *o, const struct api_env *env, struct http
         MHD_OPTION_LISTEN_BACKLOG_SIZE, 4096u,
         MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
-        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
         MHD_OPTION_END);
     if (!srv->d) {
         snprintf(errbuf, errlen, "cannot listen on %s (address in use or not available?)", o->listen);
