@@ -124,19 +124,23 @@ import json, sys, urllib.request
 base, work = sys.argv[1], sys.argv[2]
 get = lambda p: json.load(urllib.request.urlopen(base + p, timeout=10))
 concerts = [c["concertId"] for c in get("/api/v1/concerts")["concerts"]]
-paths = []
+paths, seats = [], 0
 for cid in concerts:
     for s in get(f"/api/v1/concerts/{cid}/sessions")["sessions"]:
         paths.append(f"/api/v1/concerts/{cid}/sessions/{s['sessionId']}/seats")
+        seats += s["totalSeats"]
 if not paths:
     sys.exit("no sessions")
 with open(f"{work}/paths.lua", "w") as f:
     f.write("paths = {\n" + "".join(f'  "{p}",\n' for p in paths) + "}\n")
 with open(f"{work}/middle", "w") as f:
     f.write(paths[len(paths) // 2])
-print(f"{len(concerts)} concerts, {len(paths)} sessions", file=sys.stderr)
+with open(f"{work}/total_seats", "w") as f:
+    f.write(str(seats))
+print(f"{len(concerts)} concerts, {len(paths)} sessions, {seats} seats", file=sys.stderr)
 EOF
 MIDDLE=$(cat "$WORK/middle")
+TOTAL_SEATS=$(cat "$WORK/total_seats")
 fetch "$C$MIDDLE?limit=$PAGE" "$WORK/www/seats.json"
 chmod 644 "$WORK/www/"*.json
 NSEATS=$(grep -o '"seatNumber"' "$WORK/www/seats.json" | wc -l)
@@ -253,8 +257,8 @@ verdict() { # ok? text
 }
 
 report() {
-  echo "seat_page: $((CONCERTS * SESSIONS * SEATS)) seats target, wrk -t$THREADS -c$CONNS -d$DURATION, $(nproc) cores, $(date -u +%FT%TZ)"
-  echo "concertd $("$BIN" --version 2>&1 | head -1)"
+  echo "seat_page: $TOTAL_SEATS seats stored, wrk -t$THREADS -c$CONNS -d$DURATION, $(nproc) cores, $(date -u +%FT%TZ)"
+  echo "$("$BIN" --version 2>&1 | head -1), $(nginx -v 2>&1 | sed 's/.*: //'), page $MIDDLE?limit=$PAGE"
   echo
   printf '%-34s %10s %9s %9s %7s\n' "target" "req/s" "p50 ms" "p99 ms" "errors"
   printf '%-34s %10s %9s %9s %7s\n' "nginx    seat page bytes" "$NS_RPS" "$NS_P50" "$NS_P99" "$NS_ERR"
@@ -271,7 +275,9 @@ report() {
   verdict "$([ "$CS_ERR" -eq 0 ] && [ "$CC_ERR" -eq 0 ] && echo 1)" \
     "concertd answered every request with 2xx (errors: seat page $CS_ERR, concerts $CC_ERR)"
   if [ -n "$SEED_SECS" ]; then
-    verdict "$(lt "$SEED_SECS" 60 && echo 1)" "seeding $((CONCERTS * SESSIONS * SEATS)) seats < 60 s (got $SEED_SECS s)"
+    local note=""
+    [ "$TOTAL_SEATS" -eq 10000000 ] || note="; the target is for 10,000,000"
+    verdict "$(lt "$SEED_SECS" 60 && echo 1)" "seeding $TOTAL_SEATS seats < 60 s (got $SEED_SECS s$note)"
   else
     echo "----  seeding not timed (reused $DB)"
   fi

@@ -3,10 +3,10 @@
  * One request's life: libmicrohttpd calls on_request() first with the
  * headers. begin() routes it and applies every check that needs no body
  * (header size 431, unknown route 404, method 405, bad path id 400, body on
- * GET 400, declared body too large 413). A request without a body is
- * answered in that first call. Otherwise the body is gathered into the
- * request arena and the handler runs on the final call. on_completed()
- * frees the arena once the response is on the wire.
+ * GET 400, declared body too large 413). The body, if any, is gathered into
+ * the request arena (or read and dropped when the request is refused
+ * already), and the handler runs on the final call. on_completed() frees
+ * the arena once the response is on the wire.
  *
  * Design notes:
  *   1. Handlers run on the pool's threads and may block on the store; the
@@ -14,7 +14,7 @@
  *   2. Response bodies live in the request arena and are handed to
  *      libmicrohttpd without a copy (MHD_RESPMEM_PERSISTENT); the arena is
  *      freed only in on_completed(), after the last byte is sent.
- *   3. Over-limit bodies sent chunked are read and dropped up to
+ *   3. Over-limit bodies sent chunked are read and dropped (never stored) up to
  *      DISCARD_FACTOR x max_body so the client gets its 413; past that the
  *      connection is closed.
  *   4. libmicrohttpd answers requests whose headers overflow its per-
@@ -44,9 +44,10 @@
 #include "core/xmalloc.h"
 #include "http/router.h"
 
-#define DISCARD_FACTOR 4
+#define DISCARD_FACTOR 64
 #define POOL_FACTOR 4
 #define REQUEST_ID_MAX 64
+#define DRAIN_IDLE_MS 1000
 #define JSON_TYPE "application/json; charset=utf-8"
 
 struct http_server {
@@ -56,6 +57,7 @@ struct http_server {
     struct http_opts o;
     int port;
     atomic_long in_flight;
+    atomic_int stopping; /* set by http_stop(): responses close their connection */
 };
 
 struct request {
@@ -70,6 +72,7 @@ struct request {
     int too_large;    /* body went over max_body: answer 413 at the end */
     int answered;     /* res holds a response decided early */
     int has_body;     /* the request declares a body (Content-Length > 0 or chunked) */
+    int refuse_body;  /* answer at once and close rather than read the body */
     int64_t start_us;
     char request_id[REQUEST_ID_MAX + 1];
 };
@@ -101,11 +104,13 @@ static const char *get_query(const struct api_req *r, const char *name) {
     return v ? v : "";
 }
 
+/* Adds up request line, headers and query, roughly as sent. */
 static enum MHD_Result count_bytes(void *cls, enum MHD_ValueKind kind, const char *key,
-                                   const char *value) {
+                                   size_t key_size, const char *value, size_t value_size) {
     (void)kind;
-    size_t *total = cls;
-    *total += strlen(key) + (value ? strlen(value) : 0) + 4;
+    (void)key;
+    (void)value;
+    *(size_t *)cls += key_size + value_size + 4;
     return MHD_YES;
 }
 
@@ -153,9 +158,10 @@ static struct request *request_new(struct http_server *srv, struct MHD_Connectio
     return rq;
 }
 
-/* Checks everything that needs no body. Returns 1 when rq->res already holds
- * the answer (an error), 0 when the handler should run (now or after the
- * body). */
+/* Checks everything that needs no body, in this order: header size (431),
+ * declared body size (413), route (404, 405, 400 for a bad path id), body on
+ * GET/DELETE (400). Returns 1 when rq->res already holds the answer, 0 when
+ * the handler should run after the body (if any) has arrived. */
 static int begin(struct request *rq, const char *url, const char *version) {
     struct http_server *srv = rq->srv;
     struct api_req *r = &rq->req;
@@ -164,11 +170,25 @@ static int begin(struct request *rq, const char *url, const char *version) {
     const char *te = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, "Transfer-Encoding");
     rq->has_body = te != NULL || (cl && strcmp(cl, "0") != 0);
     size_t hdr = strlen(url) + strlen(version) + 16;
-    MHD_get_connection_values(rq->conn, MHD_HEADER_KIND | MHD_GET_ARGUMENT_KIND, count_bytes, &hdr);
+    MHD_get_connection_values_n(rq->conn, MHD_HEADER_KIND | MHD_GET_ARGUMENT_KIND, count_bytes, &hdr);
     if (hdr > srv->o.max_header_bytes) {
         api_error(r, w, 431, "HEADERS_TOO_LARGE", "request line and headers exceed %zu bytes",
                   srv->o.max_header_bytes);
         return 1;
+    }
+    int64_t clen = 0;
+    if (cl && (num_parse_i64(cl, 0, &clen) || clen < 0)) {
+        api_error(r, w, 400, "INVALID_REQUEST", "Content-Length is not a valid length");
+        return 1;
+    }
+    if ((uint64_t)clen > srv->o.max_body) {
+        rq->refuse_body = 1;
+        api_error(r, w, 413, "PAYLOAD_TOO_LARGE", "request body exceeds %zu bytes", srv->o.max_body);
+        return 1;
+    }
+    if (clen > 0) {
+        rq->cap = (size_t)clen + 1;
+        rq->body = arena_alloc(r->arena, rq->cap);
     }
     struct route_match m;
     char allow[64];
@@ -191,24 +211,10 @@ static int begin(struct request *rq, const char *url, const char *version) {
     rq->route = m.route;
     r->route = m.route->pattern;
     memcpy(r->params, m.params, sizeof(m.params));
-
-    int64_t clen = 0;
-    if (cl && (num_parse_i64(cl, 0, &clen) || clen < 0)) {
-        api_error(r, w, 400, "INVALID_REQUEST", "Content-Length is not a valid length");
-        return 1;
-    }
-    if ((clen > 0 || te) && (r->method & (API_GET | API_HEAD | API_DELETE))) {
+    if (rq->has_body && (r->method & (API_GET | API_HEAD | API_DELETE))) {
         api_error(r, w, 400, "INVALID_REQUEST", "%s requests take no body",
                   r->method == API_DELETE ? "DELETE" : "GET");
         return 1;
-    }
-    if ((uint64_t)clen > srv->o.max_body) {
-        api_error(r, w, 413, "PAYLOAD_TOO_LARGE", "request body exceeds %zu bytes", srv->o.max_body);
-        return 1;
-    }
-    if (clen > 0) {
-        rq->cap = (size_t)clen + 1;
-        rq->body = arena_alloc(r->arena, rq->cap);
     }
     return 0;
 }
@@ -217,6 +223,11 @@ static int begin(struct request *rq, const char *url, const char *version) {
  * past the limit that the connection should be dropped. */
 static int body_append(struct request *rq, const char *data, size_t n) {
     size_t limit = rq->srv->o.max_body;
+    if (rq->answered && !rq->too_large) { /* refused already: read and drop */
+        rq->len += n;
+        if (rq->len > limit) rq->too_large = 1;
+        return 0;
+    }
     if (rq->too_large || rq->len + n > limit) {
         rq->too_large = 1;
         rq->len += n;
@@ -260,6 +271,8 @@ static enum MHD_Result respond(struct request *rq) {
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
                             w->content_type ? w->content_type : JSON_TYPE);
     MHD_add_response_header(resp, "X-Request-Id", rq->request_id);
+    if (atomic_load_explicit(&rq->srv->stopping, memory_order_relaxed))
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     for (int i = 0; i < w->nheaders; i++)
         MHD_add_response_header(resp, w->headers[i].name, w->headers[i].value);
     enum MHD_Result ret = MHD_queue_response(rq->conn, (unsigned)w->status, resp);
@@ -281,7 +294,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         rq = request_new(cls, conn, url, method);
         *con_cls = rq;
         rq->answered = begin(rq, url, version);
-        if (rq->answered && rq->has_body) return respond(rq);
+        if (rq->refuse_body) return respond(rq);
         return MHD_YES;
     }
     if (*upload_data_size) {
@@ -289,7 +302,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *upload_data_size = 0;
         return rc ? MHD_NO : MHD_YES;
     }
-    if (!rq->answered) dispatch(rq);
+    if (rq->too_large || !rq->answered) dispatch(rq);
     return respond(rq);
 }
 
@@ -376,6 +389,7 @@ int http_start(const struct http_opts *o, const struct api_env *env, struct http
     srv->env = env;
     srv->router = router_create(route_tables);
     atomic_init(&srv->in_flight, 0);
+    atomic_init(&srv->stopping, 0);
 
     unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG | MHD_USE_TURBO;
     if (is_v6) flags |= MHD_USE_IPv6;
@@ -391,7 +405,7 @@ int http_start(const struct http_opts *o, const struct api_env *env, struct http
         MHD_OPTION_CONNECTION_TIMEOUT, o->timeout_s,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, pool,
         MHD_OPTION_LISTEN_BACKLOG_SIZE, 4096u,
-        MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u,
+        MHD_OPTION_STRICT_FOR_CLIENT, 1,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
         MHD_OPTION_END);
     if (!srv->d) {
@@ -412,13 +426,25 @@ int http_port(const struct http_server *s) {
     return s->port;
 }
 
+/* Stop accepting, then wait until no request is in flight. Connections
+ * still open may be halfway through sending a request we cannot see yet, so
+ * they get up to DRAIN_IDLE_MS to turn into one; every response sent from
+ * now on closes its connection. Nothing waits past grace_ms. */
 void http_stop(struct http_server *s) {
     if (!s) return;
+    atomic_store(&s->stopping, 1);
     MHD_socket fd = MHD_quiesce_daemon(s->d);
     if (fd != MHD_INVALID_SOCKET) close(fd);
-    int64_t deadline = time_mono_ms() + s->o.grace_ms;
+    int64_t start = time_mono_ms(), deadline = start + s->o.grace_ms;
+    int64_t idle_deadline = start + (s->o.grace_ms < DRAIN_IDLE_MS ? s->o.grace_ms : DRAIN_IDLE_MS);
     long n;
-    while ((n = atomic_load(&s->in_flight)) > 0 && time_mono_ms() < deadline) {
+    for (;;) {
+        int64_t now = time_mono_ms();
+        n = atomic_load(&s->in_flight);
+        const union MHD_DaemonInfo *info =
+            MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+        unsigned conns = info ? info->num_connections : 0;
+        if (now >= deadline || (n == 0 && (conns == 0 || now >= idle_deadline))) break;
         struct timespec ts = {0, 10 * 1000 * 1000};
         nanosleep(&ts, NULL);
     }

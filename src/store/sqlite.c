@@ -28,9 +28,10 @@
  *      inserts of seed and import); the sessions list reads it and never
  *      counts seats. A CHECK keeps it within 0..total_seats.
  *   4. The seat page is one index range scan of the partial covering index
- *      seats_available (session_id, seat_number, grade, price) WHERE
- *      status = 0: partial, so held and sold seats are not in it and LIMIT n
- *      reads n entries; covering, so the 10M-row table is never visited. The
+ *      seats_available (session_id, status, seat_number, grade, price)
+ *      WHERE status = 0: partial, so held and sold seats are not in it and
+ *      LIMIT n reads n entries; covering, so the 10M-row table is never
+ *      visited (status must be an index column for SQLite to see that). The
  *      unit test checks the plan with EXPLAIN QUERY PLAN.
  *   5. Bulk inserts generate seat numbers inside SQLite (a recursive CTE in
  *      one INSERT ... SELECT per block), in (session, seat number) order so
@@ -113,17 +114,21 @@ static const char *const SQL[ST_COUNT] = {
                    " WHERE id = ?1 AND concert_id = ?2",
     [ST_SEATS] = store_sqlite_sql_available_seats,
     [ST_MAX_CONCERT] = "SELECT coalesce(max(id), 0) FROM concerts",
-    [ST_INS_CONCERT] = "INSERT INTO concerts (id, title, venue, created_at) VALUES (?1, ?2, ?3, ?4)",
+    [ST_INS_CONCERT] =
+        "INSERT INTO concerts (id, title, venue, created_at) VALUES (?1, ?2, ?3, ?4)",
     [ST_INS_SESSION] = "INSERT INTO sessions (concert_id, starts_at) VALUES (?1, ?2)",
     [ST_INS_BLOCK] = "WITH RECURSIVE n(x) AS (SELECT ?2 UNION ALL SELECT x + 1 FROM n WHERE x < ?3)"
                      " INSERT INTO seats (session_id, seat_number, grade, price)"
                      " SELECT ?1, x, ?4, ?5 FROM n",
-    [ST_SET_SESSION_SEATS] = "UPDATE sessions SET total_seats = ?2, available_seats = ?2 WHERE id = ?1",
-    [ST_SEED_USERS] = "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < ?1)"
-                      " INSERT OR IGNORE INTO users (id, balance, created_at) SELECT x, 0, ?2 FROM n",
-    [ST_SEED_LEDGER] = "INSERT INTO balance_ledger (user_id, kind, amount, balance_after, ref, created_at)"
-                       " SELECT id, 'CHARGE', ?2 - balance, ?2, NULL, ?3 FROM users"
-                       " WHERE id BETWEEN 1 AND ?1 AND balance < ?2",
+    [ST_SET_SESSION_SEATS] =
+        "UPDATE sessions SET total_seats = ?2, available_seats = ?2 WHERE id = ?1",
+    [ST_SEED_USERS] =
+        "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < ?1)"
+        " INSERT OR IGNORE INTO users (id, balance, created_at) SELECT x, 0, ?2 FROM n",
+    [ST_SEED_LEDGER] =
+        "INSERT INTO balance_ledger (user_id, kind, amount, balance_after, ref, created_at)"
+        " SELECT id, 'CHARGE', ?2 - balance, ?2, NULL, ?3 FROM users"
+        " WHERE id BETWEEN 1 AND ?1 AND balance < ?2",
     [ST_SEED_BALANCE] = "UPDATE users SET balance = ?2 WHERE id BETWEEN 1 AND ?1 AND balance < ?2",
 };
 
@@ -140,7 +145,7 @@ struct conn {
 struct sqlite_store {
     struct store base; /* must be first */
     char *path;
-    pthread_key_t key; /* the calling thread's struct conn */
+    pthread_key_t key;  /* the calling thread's struct conn */
     pthread_mutex_t mu; /* guards all, idle */
     struct conn *all;
     struct conn *idle;
@@ -217,6 +222,7 @@ static void conn_free(struct conn *c) {
 static void conn_park(void *p) {
     struct conn *c = p;
     struct sqlite_store *ss = c->owner;
+    if (!sqlite3_get_autocommit(c->db)) sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
     pthread_mutex_lock(&ss->mu);
     c->next_idle = ss->idle;
     ss->idle = c;
@@ -268,9 +274,11 @@ static int fail(struct conn *c, const char *op, int rc) {
  * if it does not prepare (e.g. the schema is not migrated yet). */
 static sqlite3_stmt *stmt(struct conn *c, enum st_id id) {
     if (!c->st[id]) {
-        int rc = sqlite3_prepare_v3(c->db, SQL[id], -1, SQLITE_PREPARE_PERSISTENT, &c->st[id], NULL);
+        int rc =
+            sqlite3_prepare_v3(c->db, SQL[id], -1, SQLITE_PREPARE_PERSISTENT, &c->st[id], NULL);
         if (rc != SQLITE_OK) {
-            LOG_ERROR(MOD, "op=prepare rc=%d msg=\"%s\" sql=\"%s\"", rc, sqlite3_errmsg(c->db), SQL[id]);
+            LOG_ERROR(MOD, "op=prepare rc=%d msg=\"%s\" sql=\"%s\"", rc, sqlite3_errmsg(c->db),
+                      SQL[id]);
             c->st[id] = NULL;
         }
     }
@@ -285,7 +293,7 @@ static void bind_ints(sqlite3_stmt *st, int n, const int64_t *v) {
 /* Steps a statement that returns no rows (or whose rows are ignored). */
 static int exec_st(struct conn *c, sqlite3_stmt *st, const char *op) {
     int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {}
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) continue;
     int err = rc == SQLITE_DONE ? 0 : fail(c, op, rc);
     sqlite3_reset(st);
     return err;
@@ -306,8 +314,10 @@ static int query_int(struct conn *c, enum st_id id, int n, const int64_t *v, int
     bind_ints(st, n, v);
     int rc = sqlite3_step(st);
     int err = 0;
-    if (rc == SQLITE_ROW) *out = sqlite3_column_int64(st, 0);
-    else err = rc == SQLITE_DONE ? ERR_NOT_FOUND : fail(c, SQL[id], rc);
+    if (rc == SQLITE_ROW)
+        *out = sqlite3_column_int64(st, 0);
+    else
+        err = rc == SQLITE_DONE ? ERR_NOT_FOUND : fail(c, SQL[id], rc);
     sqlite3_reset(st);
     return err;
 }
@@ -324,6 +334,14 @@ static int tx_end(struct conn *c, int err) {
     }
     if (!sqlite3_get_autocommit(c->db)) exec_ints(c, ST_ROLLBACK, 0, NULL);
     return err;
+}
+
+/* The calling thread's connection and its prepared statement id. */
+static int use_stmt(struct store *s, enum st_id id, struct conn **c, sqlite3_stmt **st) {
+    *c = self_conn(s);
+    if (!*c) return ERR_UNAVAILABLE;
+    *st = stmt(*c, id);
+    return *st ? 0 : ERR_IO;
 }
 
 /* ---- result rows into the caller's arena ------------------------------ */
@@ -390,12 +408,14 @@ static int sq_ping(struct store *s) {
     return query_int(c, ST_PING, 0, NULL, &one) == 0 && one == 1 ? 0 : ERR_UNAVAILABLE;
 }
 
-static int sq_list_concerts(struct store *s, struct arena *a, struct store_concert **out, size_t *n) {
-    struct conn *c = self_conn(s);
-    sqlite3_stmt *st = c ? stmt(c, ST_CONCERTS) : NULL;
-    if (!st) return c ? ERR_IO : ERR_UNAVAILABLE;
+static int sq_list_concerts(struct store *s, struct arena *a, struct store_concert **out,
+                            size_t *n) {
+    struct conn *c;
+    sqlite3_stmt *st;
+    int err = use_stmt(s, ST_CONCERTS, &c, &st);
+    if (err) return err;
     struct rows r = {.size = sizeof(**out)};
-    int err = collect(c, st, "list_concerts", a, &r, read_concert);
+    err = collect(c, st, "list_concerts", a, &r, read_concert);
     if (err) return err;
     *out = r.items;
     *n = r.n;
@@ -404,12 +424,13 @@ static int sq_list_concerts(struct store *s, struct arena *a, struct store_conce
 
 static int sq_list_sessions(struct store *s, struct arena *a, int64_t concert_id,
                             struct store_session **out, size_t *n) {
-    struct conn *c = self_conn(s);
-    sqlite3_stmt *st = c ? stmt(c, ST_SESSIONS) : NULL;
-    if (!st) return c ? ERR_IO : ERR_UNAVAILABLE;
+    struct conn *c;
+    sqlite3_stmt *st;
+    int err = use_stmt(s, ST_SESSIONS, &c, &st);
+    if (err) return err;
     sqlite3_bind_int64(st, 1, concert_id);
     struct rows r = {.size = sizeof(**out)};
-    int err = collect(c, st, "list_sessions", a, &r, read_session);
+    err = collect(c, st, "list_sessions", a, &r, read_session);
     if (err == 0 && r.n == 0) { /* none: is there such a concert at all? */
         int64_t one;
         err = query_int(c, ST_CONCERT_EXISTS, 1, &concert_id, &one);
@@ -422,15 +443,17 @@ static int sq_list_sessions(struct store *s, struct arena *a, int64_t concert_id
 
 static int sq_get_session(struct store *s, int64_t concert_id, int64_t session_id,
                           struct store_session *out) {
-    struct conn *c = self_conn(s);
-    sqlite3_stmt *st = c ? stmt(c, ST_SESSION) : NULL;
-    if (!st) return c ? ERR_IO : ERR_UNAVAILABLE;
+    struct conn *c;
+    sqlite3_stmt *st;
+    int err = use_stmt(s, ST_SESSION, &c, &st);
+    if (err) return err;
     sqlite3_bind_int64(st, 1, session_id);
     sqlite3_bind_int64(st, 2, concert_id);
     int rc = sqlite3_step(st);
-    int err = 0;
-    if (rc == SQLITE_ROW) read_session(st, NULL, out);
-    else err = rc == SQLITE_DONE ? ERR_NOT_FOUND : fail(c, "get_session", rc);
+    if (rc == SQLITE_ROW)
+        read_session(st, NULL, out);
+    else
+        err = rc == SQLITE_DONE ? ERR_NOT_FOUND : fail(c, "get_session", rc);
     sqlite3_reset(st);
     return err;
 }
@@ -447,17 +470,18 @@ static int sq_list_available_seats(struct store *s, struct arena *a, int64_t ses
                                    int64_t after, int64_t limit, struct store_seat **out,
                                    size_t *n) {
     if (limit < 0) return ERR_INVALID;
-    struct conn *c = self_conn(s);
-    sqlite3_stmt *st = c ? stmt(c, ST_SEATS) : NULL;
-    if (!st) return c ? ERR_IO : ERR_UNAVAILABLE;
+    struct conn *c;
+    sqlite3_stmt *st;
+    int err = use_stmt(s, ST_SEATS, &c, &st);
+    if (err) return err;
     int64_t args[3] = {session_id, after, limit};
     bind_ints(st, 3, args);
     struct rows r = {.size = sizeof(**out)};
-    if (limit > 0 && limit <= 4096) { /* one allocation for a full page */
+    if (limit > 0 && limit <= 1024) { /* one allocation for a full page */
         r.cap = (size_t)limit;
         r.items = arena_alloc(a, r.cap * r.size);
     }
-    int err = collect(c, st, "list_available_seats", a, &r, read_seat);
+    err = collect(c, st, "list_available_seats", a, &r, read_seat);
     if (err) return err;
     for (size_t i = 0; i < r.n; i++) ((struct store_seat *)r.items)[i].session_id = session_id;
     *out = r.items;
@@ -488,8 +512,8 @@ static int add_session_seats(struct conn *c, int64_t sid, const struct store_blo
 }
 
 /* Inserts one session of concert cid with the seats of blocks. */
-static int add_session(struct conn *c, int64_t cid, int64_t starts_at,
-                       const struct store_block *b, size_t nb) {
+static int add_session(struct conn *c, int64_t cid, int64_t starts_at, const struct store_block *b,
+                       size_t nb) {
     int64_t args[2] = {cid, starts_at};
     int err = exec_ints(c, ST_INS_SESSION, 2, args);
     if (err) return err;
@@ -501,8 +525,10 @@ static int add_concert(struct conn *c, int64_t id, const char *title, const char
                        int64_t *out) {
     sqlite3_stmt *st = stmt(c, ST_INS_CONCERT);
     if (!st) return ERR_IO;
-    if (id > 0) sqlite3_bind_int64(st, 1, id);
-    else sqlite3_bind_null(st, 1);
+    if (id > 0)
+        sqlite3_bind_int64(st, 1, id);
+    else
+        sqlite3_bind_null(st, 1);
     sqlite3_bind_text(st, 2, title, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(st, 3, venue, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int64(st, 4, now_ms());
@@ -512,8 +538,8 @@ static int add_concert(struct conn *c, int64_t id, const char *title, const char
 }
 
 static const char *const SEED_VENUES[] = {
-    "KSPO Dome, Seoul",        "Olympic Hall, Seoul",   "Jamsil Arena, Seoul",
-    "Sejong Center, Seoul",    "Blue Square, Seoul",    "Gocheok Sky Dome, Seoul",
+    "KSPO Dome, Seoul",        "Olympic Hall, Seoul", "Jamsil Arena, Seoul",
+    "Sejong Center, Seoul",    "Blue Square, Seoul",  "Gocheok Sky Dome, Seoul",
     "BEXCO Auditorium, Busan", "Daegu EXCO, Daegu",
 };
 
@@ -642,8 +668,9 @@ static int sq_migrate(struct store *s) {
         int err = tx_begin(c);
         if (err == 0) err = query_int(c, ST_USER_VERSION, 0, NULL, &v);
         if (err == 0 && v > known) {
-            LOG_ERROR(MOD, "op=migrate msg=\"database schema version %lld is newer than this"
-                           " concertd knows (%lld); upgrade concertd\"",
+            LOG_ERROR(MOD,
+                      "op=migrate msg=\"database schema version %lld is newer than this"
+                      " concertd knows (%lld); upgrade concertd\"",
                       (long long)v, (long long)known);
             err = ERR_CONFLICT;
         }

@@ -20,7 +20,7 @@ struct adapter {
     const char *scheme;
     const char *name; /* the backend, for messages */
     int (*open)(const char *target, struct store **out, char *errbuf, size_t errlen);
-    int pass_url; /* 1: the adapter gets the whole URL (libpq parses it), 0: what follows "scheme:" */
+    int pass_url; /* 1: the whole URL (libpq parses it); 0: what follows "scheme:" */
 };
 
 static const struct adapter adapters[] = {

@@ -145,7 +145,8 @@ def assert_json_ct(resp):
 
 def assert_error(resp, status, code, mentions=None):
     """Asserts a JSON error {"error":{"code","message"}} with that status and
-    code, whose message mentions every string in `mentions` (case-insensitive)."""
+    code, whose message mentions every entry of `mentions` (case-insensitive;
+    an entry that is a tuple is satisfied by any one of its strings)."""
     assert resp.status == status, f"want {status} {code}, got {resp!r}"
     assert_json_ct(resp)
     body = resp.json
@@ -157,7 +158,9 @@ def assert_error(resp, status, code, mentions=None):
     if isinstance(mentions, str):
         mentions = [mentions]
     for m in mentions or ():
-        assert m.lower() in msg.lower(), f"error message {msg!r} does not mention {m!r}"
+        alts = (m,) if isinstance(m, str) else tuple(m)  # a tuple: any one of them
+        assert any(a.lower() in msg.lower() for a in alts), \
+            f"error message {msg!r} mentions none of {alts!r}"
     return body["error"]
 
 
@@ -345,9 +348,9 @@ class Server:
             self.proc.kill()
             self.proc.wait(5)
         self.expect_clean_exit = False
-        pytest.fail(f"concertd did not become live within {START_TIMEOUT}s "
-                    f"(exit code {rc}); cmd: {' '.join(self.cmd)}\nstderr:\n{last}",
-                    pytrace=False)
+        why = (f"exited with code {rc} before answering /health/live" if rc is not None
+               else f"did not answer /health/live within {START_TIMEOUT}s")
+        pytest.fail(f"concertd {why}; cmd: {' '.join(self.cmd)}\nstderr:\n{last}", pytrace=False)
 
     def _wait_live(self):
         deadline = time.monotonic() + START_TIMEOUT

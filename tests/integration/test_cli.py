@@ -134,8 +134,14 @@ def test_unusable_database_stops_startup(tmp_path):
 
 
 def test_port_in_use_stops_startup(server):
+    # A second instance on a taken port must fail loudly, not share the port
+    # (SO_REUSEPORT) and silently take half of the first one's connections.
     srv = server()
-    cp = run_cli("serve", "--listen", f"127.0.0.1:{srv.port}", "--db", srv.db_url, timeout=10)
+    try:
+        cp = run_cli("serve", "--listen", f"127.0.0.1:{srv.port}", "--db", srv.db_url, timeout=5)
+    except subprocess.TimeoutExpired as e:
+        pytest.fail(f"a second concertd started on the busy port {srv.port} and kept running: "
+                    f"{(e.stderr or b'').decode(errors='replace')[-500:]}")
     assert cp.returncode > 0, cp
     assert cp.stderr.strip(), cp
     srv.assert_live()
@@ -144,6 +150,11 @@ def test_port_in_use_stops_startup(server):
 @pytest.mark.parametrize("value", ["30", "30s", "1m", "1h"])
 def test_duration_forms_are_accepted(server, value):
     server(args=["--connection-timeout", value]).assert_live()
+
+
+@pytest.mark.parametrize("value", ["65536", "64KiB", "1MiB"])
+def test_size_forms_are_accepted(server, value):
+    server(args=["--max-body", value, "--max-header-bytes", "8KiB"]).assert_live()
 
 
 def test_no_subcommand_means_serve(tmp_path):
@@ -293,9 +304,10 @@ BAD_EVENTS = {
     "overlapping_blocks": (_ev(blocks=[{"grade": "VIP", "price": 1, "from": 1, "to": 100},
                                        {"grade": "R", "price": 1, "from": 100, "to": 200}]),
                            ["overlap"]),
-    "bad_date": (_ev(sessions=["2026-13-45T19:00:00+09:00"]), ["2026-13-45"]),
-    "date_without_zone": (_ev(sessions=["2026-12-24T19:00:00"]), ["2026-12-24T19:00:00"]),
-    "not_a_date": (_ev(sessions=["tomorrow"]), ["tomorrow"]),
+    "bad_date": (_ev(sessions=["2026-12-24T19:00:00Z", "2026-13-45T19:00:00+09:00"]),
+                 ["sessions[1]"]),
+    "date_without_zone": (_ev(sessions=["2026-12-24T19:00:00"]), ["sessions[0]"]),
+    "not_a_date": (_ev(sessions=["tomorrow"]), ["sessions[0]"]),
     "missing_title": (_ev(title=None), ["title"]),
     "missing_venue": (_ev(venue=None), ["venue"]),
     "missing_sessions": (_ev(sessions=None), ["sessions"]),

@@ -1,6 +1,7 @@
 """Input validation of the catalog routes: every bad path id or query value is
 a 400 INVALID_REQUEST whose message names the parameter (DESIGN.md 4: a path id
-that is not a positive int64 is 400, not 404); unknown paths are 404; known
+that is not a positive int64 is 400, not 404; the message names {cid} or {sid}
+or says "concert"/"session"); unknown paths are 404; known
 paths with the wrong method are 405 with an Allow header."""
 
 import pytest
@@ -18,20 +19,20 @@ def first_session(srv, cid=1):
 @pytest.mark.parametrize("bad", BAD_IDS)
 def test_bad_concert_id_in_sessions_path_is_400(shared_server, bad):
     assert_error(shared_server.get(f"/api/v1/concerts/{bad}/sessions"), 400, "INVALID_REQUEST",
-                 "concert")
+                 [("cid", "concert")])
 
 
 @pytest.mark.parametrize("bad", BAD_IDS)
 def test_bad_concert_id_in_seats_path_is_400(shared_server, bad):
     sid = first_session(shared_server)
     assert_error(shared_server.get(f"/api/v1/concerts/{bad}/sessions/{sid}/seats"),
-                 400, "INVALID_REQUEST", "concert")
+                 400, "INVALID_REQUEST", [("cid", "concert")])
 
 
 @pytest.mark.parametrize("bad", BAD_IDS)
 def test_bad_session_id_is_400(shared_server, bad):
     assert_error(shared_server.get(f"/api/v1/concerts/1/sessions/{bad}/seats"),
-                 400, "INVALID_REQUEST", "session")
+                 400, "INVALID_REQUEST", [("sid", "session")])
 
 
 def test_largest_int64_id_is_valid_and_not_found(shared_server):

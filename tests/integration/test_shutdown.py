@@ -99,6 +99,10 @@ def test_new_connections_refused_while_draining(server):
         time.sleep(0.3)
         srv.signal(signal.SIGTERM)
         time.sleep(0.5)
+        # The server must still be draining here: a request is in flight.
+        assert srv.alive(), ("concertd exited with a request in flight, so refusal of new "
+                             "connections while draining cannot be observed "
+                             "(see test_in_flight_request_completes_after_sigterm)")
         if srv.alive():
             b = socket.socket()
             b.settimeout(2)
