@@ -16,10 +16,7 @@
 int catalog_seat_page(struct store *s, struct arena *a, int64_t cid, int64_t sid, int64_t after,
                       int64_t limit, struct catalog_seat_page *out) {
     if (limit < 1 || limit > CATALOG_PAGE_MAX || after < 0) return ERR_INVALID;
-    struct store_session sess;
-    int rc = s->ops->get_session(s, cid, sid, &sess);
-    if (rc) return rc;
-    rc = s->ops->list_available_seats(s, a, sid, after, limit + 1, &out->seats, &out->n);
+    int rc = s->ops->list_available_seats(s, a, cid, sid, after, limit + 1, &out->seats, &out->n);
     if (rc) return rc;
     out->next_cursor = 0;
     if (out->n > (size_t)limit) {

@@ -74,9 +74,10 @@ static const char CONN_PRAGMAS[] = "PRAGMA synchronous = FULL;"
 /* The seat page. Exported (not in store.h) so the unit test can EXPLAIN it. */
 extern const char store_sqlite_sql_available_seats[];
 const char store_sqlite_sql_available_seats[] =
-    "SELECT id, seat_number, grade, price FROM seats"
-    " WHERE session_id = ?1 AND status = 0 AND seat_number > ?2"
-    " ORDER BY seat_number LIMIT ?3";
+    "SELECT st.id, st.seat_number, st.grade, st.price FROM sessions ss"
+    " JOIN seats st ON st.session_id = ss.id AND st.status = 0 AND st.seat_number > ?3"
+    " WHERE ss.id = ?1 AND ss.concert_id = ?2"
+    " ORDER BY st.seat_number LIMIT ?4";
 
 enum st_id {
     ST_PING,
@@ -466,16 +467,19 @@ static void read_seat(sqlite3_stmt *st, struct arena *a, void *out) {
     x->price = sqlite3_column_int64(st, 3);
 }
 
-static int sq_list_available_seats(struct store *s, struct arena *a, int64_t session_id,
-                                   int64_t after, int64_t limit, struct store_seat **out,
-                                   size_t *n) {
+/* The session check rides on the seat query (a join on the session's primary
+ * key), so a page is one read transaction; only an empty page needs the
+ * second lookup to tell "no seats left" from "no such session". */
+static int sq_list_available_seats(struct store *s, struct arena *a, int64_t concert_id,
+                                   int64_t session_id, int64_t after, int64_t limit,
+                                   struct store_seat **out, size_t *n) {
     if (limit < 0) return ERR_INVALID;
     struct conn *c;
     sqlite3_stmt *st;
     int err = use_stmt(s, ST_SEATS, &c, &st);
     if (err) return err;
-    int64_t args[3] = {session_id, after, limit};
-    bind_ints(st, 3, args);
+    int64_t args[4] = {session_id, concert_id, after, limit};
+    bind_ints(st, 4, args);
     struct rows r = {.size = sizeof(**out)};
     if (limit > 0 && limit <= 1024) { /* one allocation for a full page */
         r.cap = (size_t)limit;
@@ -483,6 +487,11 @@ static int sq_list_available_seats(struct store *s, struct arena *a, int64_t ses
     }
     err = collect(c, st, "list_available_seats", a, &r, read_seat);
     if (err) return err;
+    if (r.n == 0) {
+        struct store_session sess;
+        err = sq_get_session(s, concert_id, session_id, &sess);
+        if (err) return err;
+    }
     for (size_t i = 0; i < r.n; i++) ((struct store_seat *)r.items)[i].session_id = session_id;
     *out = r.items;
     *n = r.n;

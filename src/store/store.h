@@ -82,11 +82,14 @@ struct store_ops {
     /* ERR_NOT_FOUND when the session does not exist or is not the concert's. */
     int (*get_session)(struct store *s, int64_t concert_id, int64_t session_id,
                        struct store_session *out);
-    /* Available seats of a session with number > after, in seat-number order,
-     * at most limit of them: one index range scan. The session must exist
-     * (callers check with get_session). */
-    int (*list_available_seats)(struct store *s, struct arena *a, int64_t session_id,
-                                int64_t after, int64_t limit, struct store_seat **out, size_t *n);
+    /* Available seats of session session_id of concert concert_id with number
+     * > after, in seat-number order, at most limit of them: one read, an
+     * index range scan. ERR_NOT_FOUND when the session does not exist or is
+     * not the concert's (checked with a second lookup only when no seat
+     * comes back). */
+    int (*list_available_seats)(struct store *s, struct arena *a, int64_t concert_id,
+                                int64_t session_id, int64_t after, int64_t limit,
+                                struct store_seat **out, size_t *n);
 
     /* Bulk writes for the CLI; each runs as one transaction. *concert_id (may be
      * NULL) receives the id import created. */

@@ -116,10 +116,10 @@ static void seed(struct fx *f, int64_t concerts, int64_t sessions, int64_t seats
     assert_int_equal(f->s->ops->seed(f->s, &o), 0);
 }
 
-/* All available seats of a session (up to 10,000). */
-static size_t seats_of(struct fx *f, int64_t sid, struct store_seat **out) {
+/* All available seats of session sid of concert cid (up to 10,000). */
+static size_t seats_of(struct fx *f, int64_t cid, int64_t sid, struct store_seat **out) {
     size_t n = 0;
-    assert_int_equal(f->s->ops->list_available_seats(f->s, f->a, sid, 0, 10000, out, &n), 0);
+    assert_int_equal(f->s->ops->list_available_seats(f->s, f->a, cid, sid, 0, 10000, out, &n), 0);
     return n;
 }
 
@@ -202,7 +202,7 @@ static void test_seed_creates_exact_counts_grades_and_prices(void **state) {
         assert_int_equal(ss[k].total_seats, 10);
         assert_int_equal(ss[k].available_seats, 10);
         struct store_seat *seats;
-        assert_int_equal(seats_of(f, ss[k].id, &seats), 10);
+        assert_int_equal(seats_of(f, 2, ss[k].id, &seats), 10);
         assert_grades(seats, 10, 2, 3);
     }
 }
@@ -212,9 +212,9 @@ static void test_seed_small_sessions_still_get_one_vip_seat(void **state) {
     seed(f, 1, 1, 3, 0, 0, 0);
     seed(f, 1, 1, 1, 0, 0, 0);
     struct store_seat *seats;
-    assert_int_equal(seats_of(f, 1, &seats), 3);
+    assert_int_equal(seats_of(f, 1, 1, &seats), 3);
     assert_grades(seats, 3, 1, 0);
-    assert_int_equal(seats_of(f, 2, &seats), 1);
+    assert_int_equal(seats_of(f, 2, 2, &seats), 1);
     assert_grades(seats, 1, 1, 0);
 }
 
@@ -222,7 +222,7 @@ static void test_seed_with_price_gives_every_seat_grade_r_at_that_price(void **s
     struct fx *f = *state;
     seed(f, 1, 2, 7, 55000, 0, 0);
     struct store_seat *seats;
-    assert_int_equal(seats_of(f, 2, &seats), 7);
+    assert_int_equal(seats_of(f, 1, 2, &seats), 7);
     for (size_t i = 0; i < 7; i++) {
         assert_string_equal(seats[i].grade, "R");
         assert_int_equal(seats[i].price, 55000);
@@ -311,12 +311,14 @@ static void test_get_session_of_another_concert_is_not_found(void **state) {
 
 /* ---- available seats ------------------------------------------------------ */
 
-/* Asserts the page after `after` (at most limit) holds exactly the numbers want[]. */
+/* Asserts the page after `after` (at most limit) of session sid of concert 1
+ * holds exactly the numbers want[]. */
 static void assert_page(struct fx *f, int64_t sid, int64_t after, int64_t limit,
                         const int64_t *want, size_t nwant) {
     struct store_seat *seats;
     size_t n = 99;
-    assert_int_equal(f->s->ops->list_available_seats(f->s, f->a, sid, after, limit, &seats, &n), 0);
+    assert_int_equal(f->s->ops->list_available_seats(f->s, f->a, 1, sid, after, limit, &seats, &n),
+                     0);
     assert_int_equal(n, nwant);
     for (size_t i = 0; i < n; i++) {
         assert_int_equal(seats[i].number, want[i]);
@@ -335,10 +337,13 @@ static void test_available_seats_paginate_by_seat_number(void **state) {
     assert_page(f, 2, 1000, 4, NULL, 0);
     assert_page(f, 2, 5, 1, (int64_t[]){6}, 1);
     assert_page(f, 2, 0, 0, NULL, 0);
-    assert_page(f, 3, 0, 10, NULL, 0); /* no such session: nothing */
     struct store_seat *seats;
     size_t n;
-    assert_int_equal(f->s->ops->list_available_seats(f->s, f->a, 2, 0, -1, &seats, &n),
+    assert_int_equal(f->s->ops->list_available_seats(f->s, f->a, 1, 3, 0, 10, &seats, &n),
+                     ERR_NOT_FOUND); /* no such session */
+    assert_int_equal(f->s->ops->list_available_seats(f->s, f->a, 2, 2, 0, 10, &seats, &n),
+                     ERR_NOT_FOUND); /* session of another concert */
+    assert_int_equal(f->s->ops->list_available_seats(f->s, f->a, 1, 2, 0, -1, &seats, &n),
                      ERR_INVALID);
 }
 
@@ -381,7 +386,8 @@ static void assert_seat_plan(const struct fx *f) {
     sqlite3_finalize(st);
     sqlite3_close(db);
     print_message("seat page plan: %s", plan);
-    assert_non_null(strstr(plan, "SEARCH seats USING COVERING INDEX seats_available"));
+    assert_non_null(strstr(plan, "SEARCH ss USING INTEGER PRIMARY KEY"));
+    assert_non_null(strstr(plan, "SEARCH st USING COVERING INDEX seats_available"));
     assert_null(strstr(plan, "SCAN"));
     assert_null(strstr(plan, "TEMP B-TREE"));
 }
@@ -415,7 +421,8 @@ static int read_round(struct store *s) {
         bad += s->ops->list_sessions(s, a, c[i].id, &ss, &ns) != 0 || ns != 4;
         for (size_t k = 0; !bad && k < ns; k++) {
             bad += s->ops->get_session(s, c[i].id, ss[k].id, &one) != 0 || one.id != ss[k].id;
-            bad += s->ops->list_available_seats(s, a, ss[k].id, 10, 100, &seats, &nseats) != 0 ||
+            bad += s->ops->list_available_seats(s, a, c[i].id, ss[k].id, 10, 100, &seats,
+                                                 &nseats) != 0 ||
                    nseats != 40 || seats[0].number != 11 || seats[39].number != 50;
         }
     }
@@ -468,7 +475,7 @@ static void test_import_event_creates_sessions_with_block_seats(void **state) {
         assert_int_equal(ss[k].total_seats, 30);
         assert_int_equal(ss[k].available_seats, 30);
         struct store_seat *seats;
-        assert_int_equal(seats_of(f, ss[k].id, &seats), 30);
+        assert_int_equal(seats_of(f, cid, ss[k].id, &seats), 30);
         assert_string_equal(seats[9].grade, "VIP");
         assert_int_equal(seats[9].price, 150000);
         assert_string_equal(seats[10].grade, "R");
