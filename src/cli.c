@@ -78,8 +78,7 @@ static char *read_file(struct arena *a, const char *path, size_t *len) {
     int bad = ferror(f);
     fclose(f);
     if (bad || *len > EVENT_FILE_MAX) {
-        fprintf(stderr, "concertd: %s: %s\n", path,
-                bad ? "read error" : "file larger than 16 MiB");
+        fprintf(stderr, "concertd: %s: %s\n", path, bad ? "read error" : "file larger than 16 MiB");
         return NULL;
     }
     return buf;

@@ -40,11 +40,11 @@ struct api_env {
 #define API_MAX_PARAMS 4
 
 struct api_req {
-    int method;                      /* one enum api_method */
-    const char *path;                /* decoded path, no query string */
-    const char *route;               /* the matched route's pattern, for logs and metrics */
-    int64_t params[API_MAX_PARAMS];  /* typed path parameters, in pattern order */
-    const char *body;                /* NUL-terminated; NULL when there is none */
+    int method;                     /* one enum api_method */
+    const char *path;               /* decoded path, no query string */
+    const char *route;              /* the matched route's pattern, for logs and metrics */
+    int64_t params[API_MAX_PARAMS]; /* typed path parameters, in pattern order */
+    const char *body;               /* NUL-terminated; NULL when there is none */
     size_t body_len;
     struct arena *arena;
     const struct api_env *env;
@@ -83,8 +83,8 @@ struct api_route {
 extern const struct api_route api_routes_v1[];
 
 /* Error responses: {"error":{"code":CODE,"message":...}}. */
-void api_error(struct api_req *r, struct api_res *w, int status, const char *code,
-               const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+void api_error(struct api_req *r, struct api_res *w, int status, const char *code, const char *fmt,
+               ...) __attribute__((format(printf, 5, 6)));
 /* Maps a negative enum err from a lower layer to status and code; msg says
  * what went wrong (may be NULL for a generic text). Logs 5xx once, here. */
 void api_fail(struct api_req *r, struct api_res *w, int err, const char *msg);
@@ -95,5 +95,5 @@ void api_add_header(struct api_res *w, const char *name, const char *value);
 /* Query parameter helper: reads an integer query parameter within [min, max],
  * defaulting to def when absent. On a bad value it writes the 400 and returns
  * ERR_INVALID. */
-int api_query_i64(struct api_req *r, struct api_res *w, const char *name, int64_t def,
-                  int64_t min, int64_t max, int64_t *out);
+int api_query_i64(struct api_req *r, struct api_res *w, const char *name, int64_t def, int64_t min,
+                  int64_t max, int64_t *out);

@@ -28,8 +28,8 @@ void api_add_header(struct api_res *w, const char *name, const char *value) {
     w->nheaders++;
 }
 
-void api_error(struct api_req *r, struct api_res *w, int status, const char *code,
-               const char *fmt, ...) {
+void api_error(struct api_req *r, struct api_res *w, int status, const char *code, const char *fmt,
+               ...) {
     va_list ap;
     va_start(ap, fmt);
     char *msg = arena_vsprintf(r->arena, fmt, ap);
@@ -53,22 +53,16 @@ void api_fail(struct api_req *r, struct api_res *w, int err, const char *msg) {
     case ERR_INVALID:
         api_error(r, w, 400, "INVALID_REQUEST", "%s", msg ? msg : "invalid request");
         return;
-    case ERR_NOT_FOUND:
-        api_error(r, w, 404, "NOT_FOUND", "%s", msg ? msg : "not found");
-        return;
-    case ERR_FORBIDDEN:
-        api_error(r, w, 403, "FORBIDDEN", "%s", msg ? msg : "forbidden");
-        return;
-    case ERR_CONFLICT:
-        api_error(r, w, 409, "CONFLICT", "%s", msg ? msg : "conflict");
-        return;
+    case ERR_NOT_FOUND: api_error(r, w, 404, "NOT_FOUND", "%s", msg ? msg : "not found"); return;
+    case ERR_FORBIDDEN: api_error(r, w, 403, "FORBIDDEN", "%s", msg ? msg : "forbidden"); return;
+    case ERR_CONFLICT: api_error(r, w, 409, "CONFLICT", "%s", msg ? msg : "conflict"); return;
     case ERR_TOO_LARGE:
         api_error(r, w, 413, "PAYLOAD_TOO_LARGE", "%s", msg ? msg : "request too large");
         return;
     case ERR_UNAVAILABLE:
     case ERR_IO:
-        LOG_ERROR("api", "dependency failure route=%s err=%s request_id=%s", r->route,
-                  err_str(err), r->request_id ? r->request_id : "-");
+        LOG_ERROR("api", "dependency failure route=%s err=%s request_id=%s", r->route, err_str(err),
+                  r->request_id ? r->request_id : "-");
         api_error(r, w, 503, "UNAVAILABLE", "%s",
                   msg ? msg : "a dependency is unavailable; try again shortly");
         return;
@@ -80,8 +74,8 @@ void api_fail(struct api_req *r, struct api_res *w, int err, const char *msg) {
     }
 }
 
-int api_query_i64(struct api_req *r, struct api_res *w, const char *name, int64_t def,
-                  int64_t min, int64_t max, int64_t *out) {
+int api_query_i64(struct api_req *r, struct api_res *w, const char *name, int64_t def, int64_t min,
+                  int64_t max, int64_t *out) {
     const char *v = r->query(r, name);
     if (!v) {
         *out = def;

@@ -45,8 +45,7 @@ void api_sessions_list(struct api_req *r, struct api_res *w) {
     struct store_session *ss;
     size_t n;
     int rc = s->ops->list_sessions(s, r->arena, cid, &ss, &n);
-    if (rc == ERR_NOT_FOUND)
-        {
+    if (rc == ERR_NOT_FOUND) {
         api_fail(r, w, rc, arena_sprintf(r->arena, "concert %lld not found", (long long)cid));
         return;
     }
@@ -83,11 +82,10 @@ void api_seats_list(struct api_req *r, struct api_res *w) {
         return;
     struct catalog_seat_page page;
     int rc = catalog_seat_page(r->env->store, r->arena, cid, sid, after, limit, &page);
-    if (rc == ERR_NOT_FOUND)
-        {
+    if (rc == ERR_NOT_FOUND) {
         api_fail(r, w, rc,
-                        arena_sprintf(r->arena, "session %lld of concert %lld not found",
-                                      (long long)sid, (long long)cid));
+                 arena_sprintf(r->arena, "session %lld of concert %lld not found", (long long)sid,
+                               (long long)cid));
         return;
     }
     if (rc) {

@@ -32,7 +32,8 @@ static int decode_sessions(json_t *arr, struct arena *a, struct store_event *ev,
         const char *s = json_string_value(json_array_get(arr, i));
         if (!s || time_parse_rfc3339(s, &starts[i])) {
             snprintf(errbuf, errlen,
-                     "sessions[%zu] must be an RFC 3339 time like \"2026-12-24T19:00:00+09:00\"", i);
+                     "sessions[%zu] must be an RFC 3339 time like \"2026-12-24T19:00:00+09:00\"",
+                     i);
             return ERR_INVALID;
         }
     }

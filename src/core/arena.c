@@ -32,9 +32,9 @@ struct block {
 };
 
 struct arena {
-    struct block *head;  /* current block, where allocation happens */
-    size_t total;        /* bytes handed out */
-    struct block first;  /* must be last: its data[] runs on */
+    struct block *head; /* current block, where allocation happens */
+    size_t total;       /* bytes handed out */
+    struct block first; /* must be last: its data[] runs on */
 };
 
 static _Thread_local struct arena *cache[ARENA_CACHE];

@@ -13,12 +13,13 @@
 
 struct arena;
 
-struct arena *arena_create(void); /* reuses a per-thread cached arena when one is free */
+struct arena *arena_create(void);    /* reuses a per-thread cached arena when one is free */
 void arena_destroy(struct arena *a); /* frees everything; returns the arena to the cache */
-void *arena_alloc(struct arena *a, size_t size);   /* 16-byte aligned, uninitialised */
+void *arena_alloc(struct arena *a, size_t size); /* 16-byte aligned, uninitialised */
 void *arena_calloc(struct arena *a, size_t n, size_t size);
 char *arena_strdup(struct arena *a, const char *s);
 char *arena_strndup(struct arena *a, const char *s, size_t n);
 char *arena_sprintf(struct arena *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-char *arena_vsprintf(struct arena *a, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+char *arena_vsprintf(struct arena *a, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
 size_t arena_used(const struct arena *a); /* bytes handed out, for tests and limits */

@@ -21,25 +21,25 @@ enum cfg_cmd {
 #define CFG_MAX_ARGS 8
 
 struct config {
-    int cmd;              /* one enum cfg_cmd */
-    int help, version;    /* --help / --version seen */
+    int cmd;                        /* one enum cfg_cmd */
+    int help, version;              /* --help / --version seen */
     const char *args[CFG_MAX_ARGS]; /* positional arguments after the subcommand */
     int nargs;
 
     /* common */
-    const char *db;       /* "sqlite:./concert.db" */
-    int64_t log_level;    /* enum log_level */
-    int64_t log_format;   /* enum log_format */
+    const char *db;     /* "sqlite:./concert.db" */
+    int64_t log_level;  /* enum log_level */
+    int64_t log_format; /* enum log_format */
 
     /* serve */
-    const char *listen;   /* "0.0.0.0:8080" */
-    int64_t workers;      /* 0 = 4 x cores */
+    const char *listen; /* "0.0.0.0:8080" */
+    int64_t workers;    /* 0 = 4 x cores */
     int64_t max_connections;
     int64_t max_connections_per_ip; /* 0 = unlimited */
     int64_t connection_timeout_ms;
-    int64_t max_body;               /* bytes */
-    int64_t max_header_bytes;       /* bytes: request line + headers */
-    int64_t shutdown_grace_ms;      /* how long in-flight requests may take on SIGTERM */
+    int64_t max_body;          /* bytes */
+    int64_t max_header_bytes;  /* bytes: request line + headers */
+    int64_t shutdown_grace_ms; /* how long in-flight requests may take on SIGTERM */
 
     /* seed */
     int64_t seed_concerts;

@@ -28,13 +28,13 @@ void jw_obj_begin(struct jw *w);
 void jw_obj_end(struct jw *w);
 void jw_arr_begin(struct jw *w);
 void jw_arr_end(struct jw *w);
-void jw_key(struct jw *w, const char *key);      /* key must be plain ASCII, not escaped */
-void jw_str(struct jw *w, const char *s);        /* escapes per RFC 8259; NULL writes null */
+void jw_key(struct jw *w, const char *key); /* key must be plain ASCII, not escaped */
+void jw_str(struct jw *w, const char *s);   /* escapes per RFC 8259; NULL writes null */
 void jw_strn(struct jw *w, const char *s, size_t n);
 void jw_i64(struct jw *w, int64_t v);
 void jw_bool(struct jw *w, int v);
 void jw_null(struct jw *w);
-void jw_time(struct jw *w, int64_t epoch_ms);    /* RFC 3339 string, or null when epoch_ms <= 0 */
+void jw_time(struct jw *w, int64_t epoch_ms); /* RFC 3339 string, or null when epoch_ms <= 0 */
 /* Shorthands for "key": value inside an object. */
 void jw_kv_str(struct jw *w, const char *key, const char *s);
 void jw_kv_i64(struct jw *w, const char *key, int64_t v);

@@ -8,14 +8,21 @@
  * Callers never log tokens or admin keys. */
 #pragma once
 
-enum log_level { LOG_LEVEL_DEBUG = 0, LOG_LEVEL_INFO, LOG_LEVEL_WARN, LOG_LEVEL_ERROR, LOG_LEVEL_OFF };
+enum log_level {
+    LOG_LEVEL_DEBUG = 0,
+    LOG_LEVEL_INFO,
+    LOG_LEVEL_WARN,
+    LOG_LEVEL_ERROR,
+    LOG_LEVEL_OFF
+};
 enum log_format { LOG_FORMAT_TEXT = 0, LOG_FORMAT_JSON };
 
 extern int log_level; /* read by the macros; set with log_init() */
 
 void log_init(int level, int format);
 int log_level_parse(const char *name); /* "debug".."error"/"off"; -1 if unknown */
-void log_write(int level, const char *module, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void log_write(int level, const char *module, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 #define LOG_AT(lvl, mod, ...)                                                                      \
     do {                                                                                           \

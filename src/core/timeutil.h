@@ -7,9 +7,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-int64_t time_now_ms(void);       /* CLOCK_REALTIME in ms */
-int64_t time_mono_ms(void);      /* CLOCK_MONOTONIC in ms */
-int64_t time_mono_us(void);      /* CLOCK_MONOTONIC in µs, for latencies */
+int64_t time_now_ms(void);  /* CLOCK_REALTIME in ms */
+int64_t time_mono_ms(void); /* CLOCK_MONOTONIC in ms */
+int64_t time_mono_us(void); /* CLOCK_MONOTONIC in µs, for latencies */
 
 /* Writes "YYYY-MM-DDTHH:MM:SSZ" (seconds precision) into buf (>= 21 bytes).
  * Returns the length written (20). */

@@ -145,8 +145,8 @@ void router_allow_header(int methods, char *buf, size_t len) {
     static const struct {
         int bit;
         const char *name;
-    } names[] = {{API_GET, "GET"},     {API_GET, "HEAD"},     {API_POST, "POST"},
-                 {API_PUT, "PUT"},     {API_DELETE, "DELETE"}, {API_PATCH, "PATCH"},
+    } names[] = {{API_GET, "GET"},        {API_GET, "HEAD"},      {API_POST, "POST"},
+                 {API_PUT, "PUT"},        {API_DELETE, "DELETE"}, {API_PATCH, "PATCH"},
                  {API_OPTIONS, "OPTIONS"}};
     size_t off = 0;
     buf[0] = '\0';

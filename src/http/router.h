@@ -19,8 +19,8 @@ enum route_result { ROUTE_OK = 0, ROUTE_NOT_FOUND, ROUTE_BAD_PARAM, ROUTE_BAD_ME
 struct route_match {
     const struct api_route *route;
     int64_t params[API_MAX_PARAMS];
-    int allow;              /* ROUTE_BAD_METHOD: bitmask of the methods the path allows */
-    const char *bad_param;  /* ROUTE_BAD_PARAM: the parameter's name */
+    int allow;             /* ROUTE_BAD_METHOD: bitmask of the methods the path allows */
+    const char *bad_param; /* ROUTE_BAD_PARAM: the parameter's name */
 };
 
 struct router;

@@ -69,10 +69,10 @@ struct request {
     const char *method;            /* libmicrohttpd's string, valid for the request */
     char *body;
     size_t len, cap;
-    int too_large;    /* body went over max_body: answer 413 at the end */
-    int answered;     /* res holds a response decided early */
-    int has_body;     /* the request declares a body (Content-Length > 0 or chunked) */
-    int refuse_body;  /* answer at once and close rather than read the body */
+    int too_large;   /* body went over max_body: answer 413 at the end */
+    int answered;    /* res holds a response decided early */
+    int has_body;    /* the request declares a body (Content-Length > 0 or chunked) */
+    int refuse_body; /* answer at once and close rather than read the body */
     int64_t start_us;
     char request_id[REQUEST_ID_MAX + 1];
 };
@@ -83,8 +83,8 @@ static int method_bit(const char *m) {
     static const struct {
         const char *name;
         int bit;
-    } map[] = {{"GET", API_GET},       {"HEAD", API_HEAD},   {"POST", API_POST},
-               {"PUT", API_PUT},       {"DELETE", API_DELETE}, {"PATCH", API_PATCH},
+    } map[] = {{"GET", API_GET},        {"HEAD", API_HEAD},     {"POST", API_POST},
+               {"PUT", API_PUT},        {"DELETE", API_DELETE}, {"PATCH", API_PATCH},
                {"OPTIONS", API_OPTIONS}};
     for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
         if (strcmp(m, map[i].name) == 0) return map[i].bit;
@@ -170,7 +170,8 @@ static int begin(struct request *rq, const char *url, const char *version) {
     const char *te = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, "Transfer-Encoding");
     rq->has_body = te != NULL || (cl && strcmp(cl, "0") != 0);
     size_t hdr = strlen(url) + strlen(version) + 16;
-    MHD_get_connection_values_n(rq->conn, MHD_HEADER_KIND | MHD_GET_ARGUMENT_KIND, count_bytes, &hdr);
+    MHD_get_connection_values_n(rq->conn, MHD_HEADER_KIND | MHD_GET_ARGUMENT_KIND, count_bytes,
+                                &hdr);
     if (hdr > srv->o.max_header_bytes) {
         api_error(r, w, 431, "HEADERS_TOO_LARGE", "request line and headers exceed %zu bytes",
                   srv->o.max_header_bytes);
@@ -183,7 +184,8 @@ static int begin(struct request *rq, const char *url, const char *version) {
     }
     if ((uint64_t)clen > srv->o.max_body) {
         rq->refuse_body = 1;
-        api_error(r, w, 413, "PAYLOAD_TOO_LARGE", "request body exceeds %zu bytes", srv->o.max_body);
+        api_error(r, w, 413, "PAYLOAD_TOO_LARGE", "request body exceeds %zu bytes",
+                  srv->o.max_body);
         return 1;
     }
     if (clen > 0) {
@@ -193,9 +195,7 @@ static int begin(struct request *rq, const char *url, const char *version) {
     struct route_match m;
     char allow[64];
     switch (router_match(srv->router, r->method, url, &m)) {
-    case ROUTE_NOT_FOUND:
-        api_error(r, w, 404, "NOT_FOUND", "no route for %s", url);
-        return 1;
+    case ROUTE_NOT_FOUND: api_error(r, w, 404, "NOT_FOUND", "no route for %s", url); return 1;
     case ROUTE_BAD_PARAM:
         api_error(r, w, 400, "INVALID_REQUEST", "path parameter \"%s\" must be a positive integer",
                   m.bad_param);
@@ -205,8 +205,7 @@ static int begin(struct request *rq, const char *url, const char *version) {
         api_error(r, w, 405, "METHOD_NOT_ALLOWED", "allowed methods: %s", allow);
         api_add_header(w, "Allow", arena_strdup(r->arena, allow));
         return 1;
-    default:
-        break;
+    default: break;
     }
     rq->route = m.route;
     r->route = m.route->pattern;
@@ -286,9 +285,8 @@ static enum MHD_Result respond(struct request *rq) {
  * the body was not wanted), so the first call only queues one when it
  * refuses a body outright. */
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls) {
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls) {
     struct request *rq = *con_cls;
     if (!rq) {
         rq = request_new(cls, conn, url, method);
@@ -350,7 +348,8 @@ static int parse_listen(const char *listen, struct sockaddr_storage *ss, int *is
     }
     int64_t port;
     if (num_parse_i64(colon + 1, 0, &port) || port < 0 || port > 65535) goto bad;
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
     struct addrinfo *res = NULL;
     if (getaddrinfo(host, colon + 1, &hints, &res) != 0 || !res) goto bad;
@@ -391,25 +390,22 @@ int http_start(const struct http_opts *o, const struct api_env *env, struct http
     atomic_init(&srv->in_flight, 0);
     atomic_init(&srv->stopping, 0);
 
-    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG | MHD_USE_TURBO;
+    unsigned flags =
+        MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG | MHD_USE_TURBO;
     if (is_v6) flags |= MHD_USE_IPv6;
     size_t pool = o->max_header_bytes * POOL_FACTOR;
     if (pool < 32 * 1024) pool = 32 * 1024;
     srv->d = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_request, srv,
-        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)o->workers,
-        MHD_OPTION_CONNECTION_LIMIT, o->max_connections,
+        flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE,
+        (unsigned)o->workers, MHD_OPTION_CONNECTION_LIMIT, o->max_connections,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, o->max_connections_per_ip,
-        MHD_OPTION_CONNECTION_TIMEOUT, o->timeout_s,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, pool,
-        MHD_OPTION_LISTEN_BACKLOG_SIZE, 4096u,
-        MHD_OPTION_STRICT_FOR_CLIENT, 1,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
-        MHD_OPTION_END);
+        MHD_OPTION_CONNECTION_TIMEOUT, o->timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT, pool,
+        MHD_OPTION_LISTEN_BACKLOG_SIZE, 4096u, MHD_OPTION_STRICT_FOR_CLIENT, 1,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_END);
     if (!srv->d) {
-        snprintf(errbuf, errlen, "cannot listen on %s (address in use or not available?)", o->listen);
+        snprintf(errbuf, errlen, "cannot listen on %s (address in use or not available?)",
+                 o->listen);
         router_free(srv->router);
         free(srv);
         return ERR_IO;

@@ -8,14 +8,14 @@
 struct api_env;
 
 struct http_opts {
-    const char *listen;          /* "0.0.0.0:8080", "[::1]:8080", "127.0.0.1:0" */
-    int workers;                 /* threads in the pool, >= 1 */
+    const char *listen; /* "0.0.0.0:8080", "[::1]:8080", "127.0.0.1:0" */
+    int workers;        /* threads in the pool, >= 1 */
     unsigned max_connections;
     unsigned max_connections_per_ip; /* 0 = unlimited */
     unsigned timeout_s;              /* idle connection timeout */
     size_t max_body;
     size_t max_header_bytes;
-    int64_t grace_ms;                /* in-flight requests get this long on stop */
+    int64_t grace_ms; /* in-flight requests get this long on stop */
 };
 
 struct http_server;

@@ -68,7 +68,8 @@ int catalog_check_event(const struct store_event *ev, char *errbuf, size_t errle
         total += b->last - b->first + 1;
     }
     if (total > CATALOG_MAX_SEATS_PER_SESSION) {
-        snprintf(errbuf, errlen, "a session may have at most %d seats", CATALOG_MAX_SEATS_PER_SESSION);
+        snprintf(errbuf, errlen, "a session may have at most %d seats",
+                 CATALOG_MAX_SEATS_PER_SESSION);
         return ERR_INVALID;
     }
     struct store_block *sorted = malloc(ev->nblocks * sizeof(*sorted));

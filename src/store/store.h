@@ -31,27 +31,27 @@ struct store_concert {
 struct store_session {
     int64_t id;
     int64_t concert_id;
-    int64_t starts_at_ms;    /* epoch ms */
+    int64_t starts_at_ms; /* epoch ms */
     int64_t total_seats;
     int64_t available_seats; /* seats neither held nor sold */
 };
 
 struct store_seat {
-    int64_t id;          /* global seat id */
+    int64_t id; /* global seat id */
     int64_t session_id;
-    int64_t number;      /* 1..N within its session */
+    int64_t number; /* 1..N within its session */
     const char *grade;
-    int64_t price;       /* won */
+    int64_t price; /* won */
 };
 
 /* Demo or load-test data for `concertd seed`. */
 struct store_seed {
-    int64_t concerts;             /* how many concerts to add */
+    int64_t concerts; /* how many concerts to add */
     int64_t sessions_per_concert;
-    int64_t seats_per_session;    /* seats numbered 1..N */
-    int64_t price;                /* > 0: every seat costs this; 0: price by grade */
-    int64_t users;                /* users 1..N ensured to exist */
-    int64_t balance;              /* > 0: each of those users is charged up to this balance (ledgered) */
+    int64_t seats_per_session; /* seats numbered 1..N */
+    int64_t price;             /* > 0: every seat costs this; 0: price by grade */
+    int64_t users;             /* users 1..N ensured to exist */
+    int64_t balance; /* > 0: each of those users is charged up to this balance (ledgered) */
 };
 
 /* One real event for `concertd import` (see docs/import-format.md). */

@@ -422,7 +422,7 @@ static int read_round(struct store *s) {
         for (size_t k = 0; !bad && k < ns; k++) {
             bad += s->ops->get_session(s, c[i].id, ss[k].id, &one) != 0 || one.id != ss[k].id;
             bad += s->ops->list_available_seats(s, a, c[i].id, ss[k].id, 10, 100, &seats,
-                                                 &nseats) != 0 ||
+                                                &nseats) != 0 ||
                    nseats != 40 || seats[0].number != 11 || seats[39].number != 50;
         }
     }
