@@ -116,6 +116,13 @@ static void seed(struct fx *f, int64_t concerts, int64_t sessions, int64_t seats
     assert_int_equal(f->s->ops->seed(f->s, &o), 0);
 }
 
+/* All concerts, by id. */
+static size_t concerts_of(struct fx *f, struct store_concert **out) {
+    size_t n = 0;
+    assert_int_equal(f->s->ops->list_concerts(f->s, f->a, out, &n), 0);
+    return n;
+}
+
 /* All available seats of session sid of concert cid (up to 10,000). */
 static size_t seats_of(struct fx *f, int64_t cid, int64_t sid, struct store_seat **out) {
     size_t n = 0;
@@ -183,8 +190,7 @@ static void test_seed_creates_exact_counts_grades_and_prices(void **state) {
     struct fx *f = *state;
     seed(f, 2, 3, 10, 0, 0, 0);
     struct store_concert *c;
-    size_t n;
-    assert_int_equal(f->s->ops->list_concerts(f->s, f->a, &c, &n), 0);
+    size_t n = concerts_of(f, &c);
     assert_int_equal(n, 2);
     assert_int_equal(c[0].id, 1);
     assert_string_equal(c[0].title, "Concert 1");
@@ -244,8 +250,7 @@ static void test_seed_twice_continues_ids_and_tops_up_balances_with_ledger(void 
 
     seed(f, 1, 1, 5, 0, 5, 3000);
     struct store_concert *c;
-    size_t n;
-    assert_int_equal(f->s->ops->list_concerts(f->s, f->a, &c, &n), 0);
+    size_t n = concerts_of(f, &c);
     assert_int_equal(n, 2);
     assert_int_equal(c[1].id, 2);
     assert_string_equal(c[1].title, "Concert 2");
