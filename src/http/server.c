@@ -73,6 +73,7 @@ struct request {
     int answered;    /* res holds a response decided early */
     int has_body;    /* the request declares a body (Content-Length > 0 or chunked) */
     int refuse_body; /* answer at once and close rather than read the body */
+    int counted;     /* in srv->in_flight: the answer is being made or sent */
     int64_t start_us;
     char request_id[REQUEST_ID_MAX + 1];
 };
@@ -154,7 +155,6 @@ static struct request *request_new(struct http_server *srv, struct MHD_Connectio
     rq->req.transport = conn;
     set_request_id(rq);
     rq->req.request_id = rq->request_id;
-    atomic_fetch_add(&srv->in_flight, 1);
     return rq;
 }
 
@@ -262,6 +262,14 @@ static void dispatch(struct request *rq) {
     if (rq->res.status == 0) api_fail(r, &rq->res, ERR_INTERNAL, NULL);
 }
 
+/* A request counts as in flight from the moment its answer is being made
+ * until it has been sent. One still waiting for its body does not: at
+ * shutdown a client that stopped sending halfway is cut like an idle one. */
+static void count_in_flight(struct request *rq) {
+    rq->counted = 1;
+    atomic_fetch_add(&rq->srv->in_flight, 1);
+}
+
 static enum MHD_Result respond(struct request *rq) {
     struct api_res *w = &rq->res;
     struct MHD_Response *resp =
@@ -292,14 +300,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         rq = request_new(cls, conn, url, method);
         *con_cls = rq;
         rq->answered = begin(rq, url, version);
-        if (rq->refuse_body) return respond(rq);
-        return MHD_YES;
+        if (!rq->refuse_body) return MHD_YES;
+        count_in_flight(rq);
+        return respond(rq);
     }
     if (*upload_data_size) {
         int rc = body_append(rq, upload_data, *upload_data_size);
         *upload_data_size = 0;
         return rc ? MHD_NO : MHD_YES;
     }
+    count_in_flight(rq);
     if (rq->too_large || !rq->answered) dispatch(rq);
     return respond(rq);
 }
@@ -315,7 +325,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
               rq->request_id, rq->method, rq->req.route, rq->res.status,
               (long long)(time_mono_us() - rq->start_us),
               toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted=1");
-    atomic_fetch_sub(&rq->srv->in_flight, 1);
+    if (rq->counted) atomic_fetch_sub(&rq->srv->in_flight, 1);
     arena_destroy(rq->req.arena);
 }
 
@@ -434,6 +444,7 @@ void http_stop(struct http_server *s) {
     int64_t start = time_mono_ms(), deadline = start + s->o.grace_ms;
     int64_t idle_deadline = start + (s->o.grace_ms < DRAIN_IDLE_MS ? s->o.grace_ms : DRAIN_IDLE_MS);
     long n;
+    int reported = 0;
     for (;;) {
         int64_t now = time_mono_ms();
         n = atomic_load(&s->in_flight);
@@ -441,6 +452,10 @@ void http_stop(struct http_server *s) {
             MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
         unsigned conns = info ? info->num_connections : 0;
         if (now >= deadline || (n == 0 && (conns == 0 || now >= idle_deadline))) break;
+        if (!reported && now - start >= DRAIN_IDLE_MS) {
+            LOG_WARN("http", "draining: %ld request(s) in flight, %u connection(s) open", n, conns);
+            reported = 1;
+        }
         struct timespec ts = {0, 10 * 1000 * 1000};
         nanosleep(&ts, NULL);
     }

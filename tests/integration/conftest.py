@@ -26,6 +26,7 @@ import json
 import os
 import re
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -40,7 +41,7 @@ LOG_LEVEL = os.environ.get("CONCERTD_LOG_LEVEL", "warn")
 
 JSON_CT = "application/json; charset=utf-8"
 START_TIMEOUT = 10.0  # seconds until /health/live must answer
-STOP_TIMEOUT = 10.0   # seconds the server may take to exit on SIGTERM
+STOP_TIMEOUT = 15.0   # seconds the server may take to exit on SIGTERM (grace is 10 s)
 CLI_TIMEOUT = 60.0    # seconds any CLI command (seed, import, ...) may take
 HTTP_TIMEOUT = 10.0   # per-socket timeout of every request the helpers make
 
@@ -304,6 +305,20 @@ def wait_readable(sock, timeout):
 # The server
 
 
+def thread_dump(pid):
+    """Every thread's stack of a hung process, when gdb is installed."""
+    gdb = shutil.which("gdb")
+    if not gdb:
+        return "(gdb not installed: no thread dump)"
+    try:
+        r = subprocess.run([gdb, "-p", str(pid), "-batch", "-ex", "thread apply all bt"],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                           errors="replace", timeout=30)
+        return r.stdout[-8000:]
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"(gdb failed: {e})"
+
+
 class Server:
     def __init__(self, workdir, db_path, args, env):
         self.workdir = Path(workdir)
@@ -319,6 +334,7 @@ class Server:
         self.stdout_path = None
         self.expect_clean_exit = True  # teardown: SIGTERM must give exit 0
         self.allowed_signals = set()   # deaths by these signals are not crashes
+        self.hang_report = ""
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -378,6 +394,7 @@ class Server:
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
+                self.hang_report = thread_dump(self.proc.pid)
                 self.proc.kill()
                 self.proc.wait(5)
                 return None
@@ -393,7 +410,8 @@ class Server:
         assert_no_sanitizer_report(err, "concertd serve")
         if rc is None:
             pytest.fail(f"concertd did not exit within {STOP_TIMEOUT}s of SIGTERM (killed)\n"
-                        f"stderr tail:\n{err[-4000:]}", pytrace=False)
+                        f"stderr tail:\n{err[-4000:]}\nthreads:\n{self.hang_report}",
+                        pytrace=False)
         if rc < 0 and -rc not in self.allowed_signals:
             pytest.fail(f"concertd died from signal {-rc}\nstderr tail:\n{err[-4000:]}",
                         pytrace=False)

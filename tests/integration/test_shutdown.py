@@ -68,6 +68,22 @@ def test_sigterm_with_silent_connection_exits_promptly(server):
         s.close()
 
 
+def test_sigterm_with_body_half_sent_exits_promptly(server):
+    # A client that sent headers and part of a body, then went quiet, is not
+    # a request in flight: shutdown must not wait the full grace period.
+    srv = server(args=["--shutdown-grace", "30s"])
+    s = srv.connect(10)
+    try:
+        s.sendall(b"POST /api/v1/concerts HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\nabc")
+        time.sleep(0.3)
+        srv.signal(signal.SIGTERM)
+        rc, took = wait_exit(srv)
+        assert rc == 0
+        assert took < 3.0, f"shutdown took {took:.1f}s waiting for a body that never came"
+    finally:
+        s.close()
+
+
 def test_in_flight_request_completes_after_sigterm(server):
     srv = server()
     a = srv.connect(10)
