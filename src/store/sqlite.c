@@ -52,6 +52,7 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "core/xmalloc.h"
+#include "store/sqlite_int.h"
 
 #define MOD "store"
 #define BUSY_TIMEOUT_MS 5000
@@ -133,30 +134,11 @@ static const char *const SQL[ST_COUNT] = {
     [ST_SEED_BALANCE] = "UPDATE users SET balance = ?2 WHERE id BETWEEN 1 AND ?1 AND balance < ?2",
 };
 
-struct sqlite_store;
-
-struct conn {
-    sqlite3 *db;
-    sqlite3_stmt *st[ST_COUNT]; /* prepared on first use */
-    struct sqlite_store *owner;
-    struct conn *next;      /* registry: every connection of the store */
-    struct conn *next_idle; /* idle list: connections of exited threads */
-};
-
-struct sqlite_store {
-    struct store base; /* must be first */
-    char *path;
-    pthread_key_t key;  /* the calling thread's struct conn */
-    pthread_mutex_t mu; /* guards all, idle */
-    struct conn *all;
-    struct conn *idle;
-};
-
 static const struct store_ops sqlite_ops;
 
 /* ---- connections ------------------------------------------------------ */
 
-static int64_t now_ms(void) {
+int64_t sq_now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
@@ -213,7 +195,7 @@ static struct conn *conn_new(struct sqlite_store *ss, char *errbuf, size_t errle
 }
 
 static void conn_free(struct conn *c) {
-    for (int i = 0; i < ST_COUNT; i++) sqlite3_finalize(c->st[i]);
+    for (int i = 0; i < SQ_CACHED_STATEMENTS; i++) sqlite3_finalize(c->cache[i].st);
     int rc = sqlite3_close(c->db);
     if (rc != SQLITE_OK) LOG_ERROR(MOD, "op=close rc=%d msg=%s", rc, sqlite3_errstr(rc));
     free(c);
@@ -252,14 +234,14 @@ static struct conn *conn_get(struct sqlite_store *ss) {
     return c;
 }
 
-static struct conn *self_conn(struct store *s) {
+struct conn *sq_conn(struct store *s) {
     return conn_get((struct sqlite_store *)s);
 }
 
 /* ---- statements and errors -------------------------------------------- */
 
 /* Maps a failed SQLite call to an enum err and logs it with the op's name. */
-static int fail(struct conn *c, const char *op, int rc) {
+int sq_fail(struct conn *c, const char *op, int rc) {
     int constraint = (rc & 0xff) == SQLITE_CONSTRAINT; /* bad input, not a broken store */
     LOG_AT(constraint ? LOG_LEVEL_WARN : LOG_LEVEL_ERROR, MOD, "op=%s rc=%d msg=\"%s\"", op, rc,
            sqlite3_errmsg(c->db));
@@ -271,64 +253,80 @@ static int fail(struct conn *c, const char *op, int rc) {
     }
 }
 
-/* The connection's prepared statement id, prepared now if needed; NULL (logged)
- * if it does not prepare (e.g. the schema is not migrated yet). */
-static sqlite3_stmt *stmt(struct conn *c, enum st_id id) {
-    if (!c->st[id]) {
-        int rc =
-            sqlite3_prepare_v3(c->db, SQL[id], -1, SQLITE_PREPARE_PERSISTENT, &c->st[id], NULL);
+sqlite3_stmt *sq_stmt(struct conn *c, const char *sql) {
+    uintptr_t h = (uintptr_t)sql;
+    h ^= h >> 17;
+    h *= 0x9e3779b97f4a7c15u;
+    for (size_t i = 0; i < SQ_CACHED_STATEMENTS; i++) {
+        size_t at = (size_t)(h + i) & (SQ_CACHED_STATEMENTS - 1);
+        if (c->cache[at].sql == sql) return c->cache[at].st;
+        if (c->cache[at].sql) continue;
+        sqlite3_stmt *st = NULL;
+        int rc = sqlite3_prepare_v3(c->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL);
         if (rc != SQLITE_OK) {
             LOG_ERROR(MOD, "op=prepare rc=%d msg=\"%s\" sql=\"%s\"", rc, sqlite3_errmsg(c->db),
-                      SQL[id]);
-            c->st[id] = NULL;
+                      sql);
+            return NULL;
         }
+        c->cache[at].sql = sql;
+        c->cache[at].st = st;
+        return st;
     }
-    return c->st[id];
+    LOG_ERROR(MOD, "op=prepare msg=\"more than %d statements\" sql=\"%s\"", SQ_CACHED_STATEMENTS,
+              sql);
+    return NULL;
 }
 
-/* Binds up to 5 int64 parameters ?1..?n. */
-static void bind_ints(sqlite3_stmt *st, int n, const int64_t *v) {
+static sqlite3_stmt *stmt(struct conn *c, enum st_id id) {
+    return sq_stmt(c, SQL[id]);
+}
+
+void sq_bind_ints(sqlite3_stmt *st, int n, const int64_t *v) {
     for (int i = 0; i < n; i++) sqlite3_bind_int64(st, i + 1, v[i]);
 }
 
-/* Steps a statement that returns no rows (or whose rows are ignored). */
-static int exec_st(struct conn *c, sqlite3_stmt *st, const char *op) {
+int sq_exec_st(struct conn *c, sqlite3_stmt *st, const char *op) {
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) continue;
-    int err = rc == SQLITE_DONE ? 0 : fail(c, op, rc);
+    int err = rc == SQLITE_DONE ? 0 : sq_fail(c, op, rc);
     sqlite3_reset(st);
     return err;
 }
 
-/* Runs statement id with int parameters; no result rows wanted. */
-static int exec_ints(struct conn *c, enum st_id id, int n, const int64_t *v) {
-    sqlite3_stmt *st = stmt(c, id);
+int sq_exec_ints(struct conn *c, const char *sql, int n, const int64_t *v) {
+    sqlite3_stmt *st = sq_stmt(c, sql);
     if (!st) return ERR_IO;
-    bind_ints(st, n, v);
-    return exec_st(c, st, SQL[id]);
+    sq_bind_ints(st, n, v);
+    return sq_exec_st(c, st, sql);
 }
 
-/* Runs statement id with int parameters and reads column 0 of its one row. */
-static int query_int(struct conn *c, enum st_id id, int n, const int64_t *v, int64_t *out) {
-    sqlite3_stmt *st = stmt(c, id);
+int sq_query_int(struct conn *c, const char *sql, int n, const int64_t *v, int64_t *out) {
+    sqlite3_stmt *st = sq_stmt(c, sql);
     if (!st) return ERR_IO;
-    bind_ints(st, n, v);
+    sq_bind_ints(st, n, v);
     int rc = sqlite3_step(st);
     int err = 0;
     if (rc == SQLITE_ROW)
         *out = sqlite3_column_int64(st, 0);
     else
-        err = rc == SQLITE_DONE ? ERR_NOT_FOUND : fail(c, SQL[id], rc);
+        err = rc == SQLITE_DONE ? ERR_NOT_FOUND : sq_fail(c, sql, rc);
     sqlite3_reset(st);
     return err;
 }
 
-static int tx_begin(struct conn *c) {
+static int exec_ints(struct conn *c, enum st_id id, int n, const int64_t *v) {
+    return sq_exec_ints(c, SQL[id], n, v);
+}
+
+static int query_int(struct conn *c, enum st_id id, int n, const int64_t *v, int64_t *out) {
+    return sq_query_int(c, SQL[id], n, v, out);
+}
+
+int sq_tx_begin(struct conn *c) {
     return exec_ints(c, ST_BEGIN, 0, NULL);
 }
 
-/* Commits when err is 0, else rolls back; returns the first error. */
-static int tx_end(struct conn *c, int err) {
+int sq_tx_end(struct conn *c, int err) {
     if (err == 0) {
         err = exec_ints(c, ST_COMMIT, 0, NULL);
         if (err == 0) return 0;
@@ -339,7 +337,7 @@ static int tx_end(struct conn *c, int err) {
 
 /* The calling thread's connection and its prepared statement id. */
 static int use_stmt(struct store *s, enum st_id id, struct conn **c, sqlite3_stmt **st) {
-    *c = self_conn(s);
+    *c = sq_conn(s);
     if (!*c) return ERR_UNAVAILABLE;
     *st = stmt(*c, id);
     return *st ? 0 : ERR_IO;
@@ -347,13 +345,7 @@ static int use_stmt(struct store *s, enum st_id id, struct conn **c, sqlite3_stm
 
 /* ---- result rows into the caller's arena ------------------------------ */
 
-struct rows {
-    void *items;
-    size_t n, cap, size;
-};
-
-/* Appends one zeroed element, doubling the array in the arena when full. */
-static void *rows_push(struct arena *a, struct rows *r) {
+void *sq_rows_push(struct arena *a, struct rows *r) {
     if (r->n == r->cap) {
         size_t cap = r->cap ? r->cap * 2 : 16;
         void *items = arena_alloc(a, cap * r->size);
@@ -366,19 +358,16 @@ static void *rows_push(struct arena *a, struct rows *r) {
     return p;
 }
 
-static const char *col_str(sqlite3_stmt *st, int i, struct arena *a) {
+const char *sq_col_str(sqlite3_stmt *st, int i, struct arena *a) {
     const unsigned char *t = sqlite3_column_text(st, i);
     return t ? arena_strndup(a, (const char *)t, (size_t)sqlite3_column_bytes(st, i)) : "";
 }
 
-typedef void (*row_reader)(sqlite3_stmt *st, struct arena *a, void *out);
-
-/* Steps a bound statement to the end, reading each row into r. */
-static int collect(struct conn *c, sqlite3_stmt *st, const char *op, struct arena *a,
-                   struct rows *r, row_reader read) {
+int sq_collect(struct conn *c, sqlite3_stmt *st, const char *op, struct arena *a, struct rows *r,
+               row_reader read) {
     int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) read(st, a, rows_push(a, r));
-    int err = rc == SQLITE_DONE ? 0 : fail(c, op, rc);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) read(st, a, sq_rows_push(a, r));
+    int err = rc == SQLITE_DONE ? 0 : sq_fail(c, op, rc);
     sqlite3_reset(st);
     return err;
 }
@@ -386,8 +375,8 @@ static int collect(struct conn *c, sqlite3_stmt *st, const char *op, struct aren
 static void read_concert(sqlite3_stmt *st, struct arena *a, void *out) {
     struct store_concert *x = out;
     x->id = sqlite3_column_int64(st, 0);
-    x->title = col_str(st, 1, a);
-    x->venue = col_str(st, 2, a);
+    x->title = sq_col_str(st, 1, a);
+    x->venue = sq_col_str(st, 2, a);
 }
 
 static void read_session(sqlite3_stmt *st, struct arena *a, void *out) {
@@ -403,7 +392,7 @@ static void read_session(sqlite3_stmt *st, struct arena *a, void *out) {
 /* ---- ops: reads --------------------------------------------------------- */
 
 static int sq_ping(struct store *s) {
-    struct conn *c = self_conn(s);
+    struct conn *c = sq_conn(s);
     if (!c) return ERR_UNAVAILABLE;
     int64_t one = 0;
     return query_int(c, ST_PING, 0, NULL, &one) == 0 && one == 1 ? 0 : ERR_UNAVAILABLE;
@@ -416,7 +405,7 @@ static int sq_list_concerts(struct store *s, struct arena *a, struct store_conce
     int err = use_stmt(s, ST_CONCERTS, &c, &st);
     if (err) return err;
     struct rows r = {.size = sizeof(**out)};
-    err = collect(c, st, "list_concerts", a, &r, read_concert);
+    err = sq_collect(c, st, "list_concerts", a, &r, read_concert);
     if (err) return err;
     *out = r.items;
     *n = r.n;
@@ -431,7 +420,7 @@ static int sq_list_sessions(struct store *s, struct arena *a, int64_t concert_id
     if (err) return err;
     sqlite3_bind_int64(st, 1, concert_id);
     struct rows r = {.size = sizeof(**out)};
-    err = collect(c, st, "list_sessions", a, &r, read_session);
+    err = sq_collect(c, st, "list_sessions", a, &r, read_session);
     if (err == 0 && r.n == 0) { /* none: is there such a concert at all? */
         int64_t one;
         err = query_int(c, ST_CONCERT_EXISTS, 1, &concert_id, &one);
@@ -454,7 +443,7 @@ static int sq_get_session(struct store *s, int64_t concert_id, int64_t session_i
     if (rc == SQLITE_ROW)
         read_session(st, NULL, out);
     else
-        err = rc == SQLITE_DONE ? ERR_NOT_FOUND : fail(c, "get_session", rc);
+        err = rc == SQLITE_DONE ? ERR_NOT_FOUND : sq_fail(c, "get_session", rc);
     sqlite3_reset(st);
     return err;
 }
@@ -463,7 +452,7 @@ static void read_seat(sqlite3_stmt *st, struct arena *a, void *out) {
     struct store_seat *x = out;
     x->id = sqlite3_column_int64(st, 0);
     x->number = sqlite3_column_int64(st, 1);
-    x->grade = col_str(st, 2, a);
+    x->grade = sq_col_str(st, 2, a);
     x->price = sqlite3_column_int64(st, 3);
 }
 
@@ -479,13 +468,13 @@ static int sq_list_available_seats(struct store *s, struct arena *a, int64_t con
     int err = use_stmt(s, ST_SEATS, &c, &st);
     if (err) return err;
     int64_t args[4] = {session_id, concert_id, after, limit};
-    bind_ints(st, 4, args);
+    sq_bind_ints(st, 4, args);
     struct rows r = {.size = sizeof(**out)};
     if (limit > 0 && limit <= 1024) { /* one allocation for a full page */
         r.cap = (size_t)limit;
         r.items = arena_alloc(a, r.cap * r.size);
     }
-    err = collect(c, st, "list_available_seats", a, &r, read_seat);
+    err = sq_collect(c, st, "list_available_seats", a, &r, read_seat);
     if (err) return err;
     if (r.n == 0) {
         struct store_session sess;
@@ -509,10 +498,10 @@ static int add_session_seats(struct conn *c, int64_t sid, const struct store_blo
     for (size_t i = 0; i < nb; i++) {
         if (b[i].first < 1 || b[i].last < b[i].first || !b[i].grade) return ERR_INVALID;
         int64_t args[3] = {sid, b[i].first, b[i].last};
-        bind_ints(st, 3, args);
+        sq_bind_ints(st, 3, args);
         sqlite3_bind_text(st, 4, b[i].grade, -1, SQLITE_TRANSIENT);
         sqlite3_bind_int64(st, 5, b[i].price);
-        int err = exec_st(c, st, "insert_seats");
+        int err = sq_exec_st(c, st, "insert_seats");
         if (err) return err;
         seats += sqlite3_changes64(c->db);
     }
@@ -540,8 +529,8 @@ static int add_concert(struct conn *c, int64_t id, const char *title, const char
         sqlite3_bind_null(st, 1);
     sqlite3_bind_text(st, 2, title, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(st, 3, venue, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(st, 4, now_ms());
-    int err = exec_st(c, st, "insert_concert");
+    sqlite3_bind_int64(st, 4, sq_now_ms());
+    int err = sq_exec_st(c, st, "insert_concert");
     if (err == 0 && out) *out = sqlite3_last_insert_rowid(c->db);
     return err;
 }
@@ -591,7 +580,7 @@ static int seed_concerts(struct conn *c, const struct store_seed *o) {
  * ledger row each so balance == sum(ledger) holds (invariant 2). */
 static int seed_users(struct conn *c, const struct store_seed *o) {
     if (o->users <= 0) return 0;
-    int64_t t = now_ms();
+    int64_t t = sq_now_ms();
     int64_t ua[2] = {o->users, t};
     int err = exec_ints(c, ST_SEED_USERS, 2, ua);
     if (err || o->balance <= 0) return err;
@@ -610,13 +599,13 @@ static int sq_seed(struct store *s, const struct store_seed *o) {
     if (o->concerts < 0 || o->sessions_per_concert < 0 || o->seats_per_session < 0 ||
         o->price < 0 || o->users < 0 || o->balance < 0)
         return ERR_INVALID;
-    struct conn *c = self_conn(s);
+    struct conn *c = sq_conn(s);
     if (!c) return ERR_UNAVAILABLE;
-    int err = tx_begin(c);
+    int err = sq_tx_begin(c);
     if (err) return err;
     err = seed_concerts(c, o);
     if (err == 0) err = seed_users(c, o);
-    err = tx_end(c, err);
+    err = sq_tx_end(c, err);
     if (err == 0) checkpoint(c);
     return err;
 }
@@ -625,15 +614,15 @@ static int sq_import_event(struct store *s, const struct store_event *ev, int64_
     if (!ev->title || !ev->venue || (ev->nsessions && !ev->starts_at_ms) ||
         (ev->nblocks && !ev->blocks))
         return ERR_INVALID;
-    struct conn *c = self_conn(s);
+    struct conn *c = sq_conn(s);
     if (!c) return ERR_UNAVAILABLE;
-    int err = tx_begin(c);
+    int err = sq_tx_begin(c);
     if (err) return err;
     int64_t cid = 0;
     err = add_concert(c, 0, ev->title, ev->venue, &cid);
     for (size_t i = 0; err == 0 && i < ev->nsessions; i++)
         err = add_session(c, cid, ev->starts_at_ms[i], ev->blocks, ev->nblocks);
-    err = tx_end(c, err);
+    err = sq_tx_end(c, err);
     if (err == 0 && concert_id) *concert_id = cid;
     return err;
 }
@@ -669,12 +658,12 @@ static int apply_migration(struct conn *c, int64_t v) {
 /* One migration per transaction, re-reading user_version under the write
  * lock each time, so concurrent migrators apply each step exactly once. */
 static int sq_migrate(struct store *s) {
-    struct conn *c = self_conn(s);
+    struct conn *c = sq_conn(s);
     if (!c) return ERR_UNAVAILABLE;
     int64_t known = migrations_known();
     for (;;) {
         int64_t v = 0;
-        int err = tx_begin(c);
+        int err = sq_tx_begin(c);
         if (err == 0) err = query_int(c, ST_USER_VERSION, 0, NULL, &v);
         if (err == 0 && v > known) {
             LOG_ERROR(MOD,
@@ -683,8 +672,8 @@ static int sq_migrate(struct store *s) {
                       (long long)v, (long long)known);
             err = ERR_CONFLICT;
         }
-        if (err || v == known) return tx_end(c, err);
-        err = tx_end(c, apply_migration(c, v));
+        if (err || v == known) return sq_tx_end(c, err);
+        err = sq_tx_end(c, apply_migration(c, v));
         if (err) return err;
         LOG_INFO(MOD, "op=migrate version=%lld", (long long)(v + 1));
     }
