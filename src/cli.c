@@ -11,6 +11,7 @@
 #include "core/config.h"
 #include "core/err.h"
 #include "core/timeutil.h"
+#include "queue/queue.h"
 #include "service/catalog.h"
 #include "store/store.h"
 
@@ -40,7 +41,27 @@ int cli_migrate(const struct config *c) {
     return 0;
 }
 
+/* A token pattern must name each user once ("{n}") and expand to valid
+ * tokens for every user id up to users. */
+static int check_token_pattern(const char *pattern, int64_t users) {
+    const char *at = strstr(pattern, "{n}");
+    char tok[64];
+    int n = snprintf(tok, sizeof(tok), "%.*s%lld%s", at ? (int)(at - pattern) : 0, pattern,
+                     (long long)users, at ? at + 3 : "");
+    if (!at || strstr(at + 3, "{n}") || n < 0 || (size_t)n >= sizeof(tok) ||
+        !queue_token_valid(tok)) {
+        fprintf(stderr,
+                "concertd: --active-tokens \"%s\" must contain {n} once and make tokens of "
+                "1 to %d characters from A-Z a-z 0-9 - _ . ~ for user ids up to %lld\n",
+                pattern, QUEUE_TOKEN_MAX, (long long)users);
+        return ERR_INVALID;
+    }
+    return 0;
+}
+
 int cli_seed(const struct config *c) {
+    if (c->seed_active_tokens && check_token_pattern(c->seed_active_tokens, c->seed_users))
+        return 2;
     struct store *s;
     if (cli_open_store(c, &s)) return 1;
     struct store_seed opt = {
@@ -50,6 +71,8 @@ int cli_seed(const struct config *c) {
         .price = c->seed_price,
         .users = c->seed_users,
         .balance = c->seed_balance,
+        .active_tokens = c->seed_active_tokens,
+        .active_ttl_ms = c->seed_active_ttl_ms,
     };
     int64_t t0 = time_mono_ms();
     int rc = s->ops->seed(s, &opt);
@@ -58,11 +81,13 @@ int cli_seed(const struct config *c) {
         fprintf(stderr, "concertd: seed failed: %s\n", err_str(rc));
         return 1;
     }
-    printf("seeded %lld concerts x %lld sessions x %lld seats (%lld seats), %lld users in %.1f s\n",
+    printf("seeded %lld concerts x %lld sessions x %lld seats (%lld seats), %lld users%s in "
+           "%.1f s\n",
            (long long)opt.concerts, (long long)opt.sessions_per_concert,
            (long long)opt.seats_per_session,
            (long long)(opt.concerts * opt.sessions_per_concert * opt.seats_per_session),
-           (long long)opt.users, (double)(time_mono_ms() - t0) / 1000.0);
+           (long long)opt.users, opt.active_tokens ? " with ACTIVATED tokens" : "",
+           (double)(time_mono_ms() - t0) / 1000.0);
     return 0;
 }
 

@@ -2,7 +2,8 @@
  * workers, wait for SIGINT/SIGTERM, shut down in order.
  *
  * Shutdown order: stop accepting and finish in-flight requests (http_stop),
- * then close the store, so no handler ever runs against a closed store. */
+ * then stop the waiting-room ticker, close the queue and the store, so
+ * nothing ever runs against a closed adapter. */
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -12,9 +13,29 @@
 #include "api/api.h"
 #include "cli.h"
 #include "core/config.h"
+#include "core/err.h"
 #include "core/log.h"
+#include "core/timeutil.h"
 #include "http/server.h"
+#include "queue/queue.h"
+#include "service/waitroom.h"
 #include "store/store.h"
+
+static int open_queue(const struct config *c, struct store *store, struct queue **out, char *err,
+                      size_t errlen) {
+    if (strcmp(c->queue, "local") != 0) {
+        snprintf(err, errlen, "--queue %s: only \"local\" is built so far", c->queue);
+        return ERR_INVALID;
+    }
+    return queue_local_open(store, time_now_ms(), out, err, errlen);
+}
+
+/* Ticker first (it writes through the queue), then the queue, then the store. */
+static void close_all(struct waitroom *wr, struct queue *queue, struct store *store) {
+    waitroom_free(wr);
+    queue->ops->close(queue);
+    store->ops->close(store);
+}
 
 static int serve(const struct config *c) {
     /* Block the stop signals before any thread starts, so every worker
@@ -28,7 +49,23 @@ static int serve(const struct config *c) {
 
     struct store *store;
     if (cli_open_store(c, &store)) return 1;
-    struct api_env env = {.store = store, .cfg = c};
+    struct queue *queue;
+    char err[512];
+    if (open_queue(c, store, &queue, err, sizeof(err))) {
+        fprintf(stderr, "concertd: %s\n", err);
+        store->ops->close(store);
+        return 1;
+    }
+    struct waitroom_opts wo = {
+        .max_active = c->queue_max_active,
+        .admit_per_sec = c->queue_admit_per_sec,
+        .active_ttl_ms = c->queue_active_ttl_ms,
+        .waiting_idle_ms = c->queue_waiting_idle_ms,
+        .tick_ms = c->queue_tick_ms,
+        .now_ms = time_now_ms,
+    };
+    struct waitroom *wr = waitroom_new(queue, &wo);
+    struct api_env env = {.store = store, .waitroom = wr, .cfg = c};
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     struct http_opts o = {
         .listen = c->listen,
@@ -40,11 +77,10 @@ static int serve(const struct config *c) {
         .max_header_bytes = (size_t)c->max_header_bytes,
         .grace_ms = c->shutdown_grace_ms,
     };
-    struct http_server *http;
-    char err[512];
-    if (http_start(&o, &env, &http, err, sizeof(err))) {
-        fprintf(stderr, "concertd: %s\n", err);
-        store->ops->close(store);
+    struct http_server *http = NULL;
+    if (waitroom_start(wr) || http_start(&o, &env, &http, err, sizeof(err))) {
+        fprintf(stderr, "concertd: %s\n", http ? "cannot start the waiting-room ticker" : err);
+        close_all(wr, queue, store);
         return 1;
     }
     LOG_INFO("main", "concertd %s ready db=%s store=%s", CONCERT_VERSION, c->db, store->kind);
@@ -53,7 +89,7 @@ static int serve(const struct config *c) {
     sigwait(&stop, &sig);
     LOG_INFO("main", "signal=%s: shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
     http_stop(http);
-    store->ops->close(store);
+    close_all(wr, queue, store);
     LOG_INFO("main", "bye");
     return 0;
 }

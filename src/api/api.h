@@ -18,6 +18,7 @@
 struct arena;
 struct config;
 struct store;
+struct waitroom;
 
 /* HTTP methods as bits, so a route can allow several and 405 can list them. */
 enum api_method {
@@ -34,6 +35,7 @@ enum api_method {
  * Built once in main.c; read-only afterwards. */
 struct api_env {
     struct store *store;
+    struct waitroom *waitroom;
     const struct config *cfg;
 };
 

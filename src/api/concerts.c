@@ -2,8 +2,8 @@
  * available seats of a session (keyset-paginated).
  *
  * Decode the path and query, call the store port or service/catalog, encode
- * JSON. The waiting-room gate on sessions and seats arrives with the
- * waiting-room work. */
+ * JSON. Sessions and seats are behind the waiting-room gate (api_gate): an
+ * ACTIVATED QUEUE-TOKEN is required; the concert list is public. */
 #include "api/routes.h"
 #include "core/arena.h"
 #include "core/err.h"
@@ -40,6 +40,7 @@ void api_concerts_list(struct api_req *r, struct api_res *w) {
 }
 
 void api_sessions_list(struct api_req *r, struct api_res *w) {
+    if (api_gate(r, w, 0, NULL)) return;
     struct store *s = r->env->store;
     int64_t cid = r->params[0];
     struct store_session *ss;
@@ -76,6 +77,7 @@ void api_sessions_list(struct api_req *r, struct api_res *w) {
 }
 
 void api_seats_list(struct api_req *r, struct api_res *w) {
+    if (api_gate(r, w, 0, NULL)) return;
     int64_t cid = r->params[0], sid = r->params[1], limit, after;
     if (api_query_i64(r, w, "limit", CATALOG_PAGE_DEFAULT, 1, CATALOG_PAGE_MAX, &limit) ||
         api_query_i64(r, w, "after", 0, 0, INT64_MAX, &after))

@@ -5,6 +5,11 @@
 const struct api_route api_routes_v1[] = {
     {API_GET, "/health/live", api_health_live},
     {API_GET, "/health/ready", api_health_ready},
+    {API_POST, "/api/v1/waiting-queues", api_queue_enter},
+    {API_GET, "/api/v1/waiting-queues", api_queue_status},
+    {API_DELETE, "/api/v1/waiting-queues", api_queue_leave},
+    {API_GET, "/api/v1/waiting-queues/stats", api_queue_stats},
+    {API_PUT, "/api/v1/admin/waiting-room", api_admin_waiting_room},
     {API_GET, "/api/v1/concerts", api_concerts_list},
     {API_GET, "/api/v1/concerts/{cid}/sessions", api_sessions_list},
     {API_GET, "/api/v1/concerts/{cid}/sessions/{sid}/seats", api_seats_list},

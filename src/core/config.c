@@ -75,6 +75,20 @@ static const struct cfg_option options[] = {
      NULL, "largest request line + headers (431 above)"},
     {"shutdown-grace", OPT_DURATION, OFF(shutdown_grace_ms), "10s", 0, 5 * MINUTE, NULL, CMD_SERVE,
      NULL, "time in-flight requests get on SIGTERM"},
+    {"queue", OPT_STRING, OFF(queue), "local", 0, 0, NULL, CMD_SERVE, "URL",
+     "waiting room: local (in memory, kept in --db); redis:// later"},
+    {"queue-max-active", OPT_INT, OFF(queue_max_active), "1000", 1, 10000000, NULL, CMD_SERVE, NULL,
+     "most ACTIVATED tokens at once"},
+    {"queue-admit-per-sec", OPT_INT, OFF(queue_admit_per_sec), "100", 1, 1000000, NULL, CMD_SERVE,
+     NULL, "tokens admitted per second at most"},
+    {"queue-active-ttl", OPT_DURATION, OFF(queue_active_ttl_ms), "10m", SEC, 24 * HOUR, NULL,
+     CMD_SERVE, NULL, "how long an ACTIVATED token lasts"},
+    {"queue-waiting-idle", OPT_DURATION, OFF(queue_waiting_idle_ms), "5m", SEC, 24 * HOUR, NULL,
+     CMD_SERVE, NULL, "a WAITING token not polled this long is dropped"},
+    {"queue-tick", OPT_DURATION, OFF(queue_tick_ms), "100ms", 10, 10 * SEC, NULL, CMD_SERVE, NULL,
+     "admission interval"},
+    {"admin-key", OPT_STRING, OFF(admin_key), NULL, 0, 0, NULL, CMD_SERVE, "KEY",
+     "X-Admin-Key for /api/v1/admin/* (none: admin routes refuse everyone)"},
     {"concerts", OPT_INT, OFF(seed_concerts), "3", 0, 100000, NULL, CMD_SEED, NULL,
      "concerts to create"},
     {"sessions-per-concert", OPT_INT, OFF(seed_sessions_per_concert), "4", 1, 10000, NULL, CMD_SEED,
@@ -87,6 +101,10 @@ static const struct cfg_option options[] = {
      "users to create"},
     {"balance", OPT_INT, OFF(seed_balance), "0", 0, INT64_C(1000000000000), NULL, CMD_SEED, NULL,
      "starting balance of each user"},
+    {"active-tokens", OPT_STRING, OFF(seed_active_tokens), NULL, 0, 0, NULL, CMD_SEED, "PATTERN",
+     "give users 1..N an ACTIVATED token named PATTERN with {n} = user id"},
+    {"active-ttl", OPT_DURATION, OFF(seed_active_ttl_ms), "24h", SEC, 30 * 24 * HOUR, NULL,
+     CMD_SEED, NULL, "how long those pre-issued tokens last"},
 };
 
 #define NOPTIONS (sizeof(options) / sizeof(options[0]))
@@ -225,6 +243,7 @@ static int set_value(struct config *c, const struct cfg_option *o, const char *s
 
 static int load_defaults(struct config *c) {
     for (size_t i = 0; i < NOPTIONS; i++) {
+        if (!options[i].def) continue; /* an optional string: NULL until given */
         int rc = set_value(c, &options[i], options[i].def, 0, NULL, 0);
         assert(rc == 0); /* a default the parser rejects is a bug in the table */
         if (rc != 0) return ERR_INTERNAL;
@@ -359,7 +378,8 @@ static void print_option(FILE *out, const struct cfg_option *o, int width) {
     char flag[96], env[64];
     snprintf(flag, sizeof(flag), "--%s %s", o->name, metavar(o));
     env_name(o, env, sizeof(env));
-    fprintf(out, "  %-*s  (env %s, default %s) %s", width, flag, env, o->def, o->help);
+    fprintf(out, "  %-*s  (env %s, default %s) %s", width, flag, env, o->def ? o->def : "none",
+            o->help);
     if (o->type == OPT_ENUM) {
         for (size_t i = 0; o->names[i]; i++) fprintf(out, "%s%s", i ? "|" : ": ", o->names[i]);
     }

@@ -40,6 +40,13 @@ struct config {
     int64_t max_body;          /* bytes */
     int64_t max_header_bytes;  /* bytes: request line + headers */
     int64_t shutdown_grace_ms; /* how long in-flight requests may take on SIGTERM */
+    const char *queue;         /* "local" */
+    int64_t queue_max_active;
+    int64_t queue_admit_per_sec;
+    int64_t queue_active_ttl_ms;
+    int64_t queue_waiting_idle_ms;
+    int64_t queue_tick_ms;
+    const char *admin_key; /* NULL: admin routes refuse everyone */
 
     /* seed */
     int64_t seed_concerts;
@@ -48,6 +55,8 @@ struct config {
     int64_t seed_price;
     int64_t seed_users;
     int64_t seed_balance;
+    const char *seed_active_tokens; /* NULL: none */
+    int64_t seed_active_ttl_ms;
 };
 
 /* Fills c from defaults, then the environment (envp-style lookups through

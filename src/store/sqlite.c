@@ -605,6 +605,7 @@ static int sq_seed(struct store *s, const struct store_seed *o) {
     if (err) return err;
     err = seed_concerts(c, o);
     if (err == 0) err = seed_users(c, o);
+    if (err == 0) err = sq_seed_tokens(c, o);
     err = sq_tx_end(c, err);
     if (err == 0) checkpoint(c);
     return err;
@@ -732,5 +733,7 @@ static const struct store_ops sqlite_ops = {
     .list_available_seats = sq_list_available_seats,
     .seed = sq_seed,
     .import_event = sq_import_event,
+    .queue_save = sq_queue_save,
+    .queue_load = sq_queue_load,
     .close = sq_close,
 };

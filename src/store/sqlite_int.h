@@ -79,3 +79,9 @@ const char *sq_col_str(sqlite3_stmt *st, int i, struct arena *a);
 /* Steps a bound statement to the end, reading each row into r; resets it. */
 int sq_collect(struct conn *c, sqlite3_stmt *st, const char *op, struct arena *a, struct rows *r,
                row_reader read);
+
+/* sqlite_queue.c: the waiting room's store ops, and the tokens of a seed
+ * (run inside the seed's transaction). */
+int sq_queue_save(struct store *s, const struct store_token *t, size_t n);
+int sq_queue_load(struct store *s, store_token_fn each, void *ctx, int64_t *next_seq);
+int sq_seed_tokens(struct conn *c, const struct store_seed *o);

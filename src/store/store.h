@@ -44,6 +44,26 @@ struct store_seat {
     int64_t price; /* won */
 };
 
+/* A waiting-room token as the store keeps it (see queue/local.c). States
+ * only move forward: WAITING < ACTIVATED < EXPIRED. */
+enum store_token_state {
+    STORE_TOKEN_WAITING = 1,
+    STORE_TOKEN_ACTIVATED = 2,
+    STORE_TOKEN_EXPIRED = 3,
+};
+
+struct store_token {
+    const char *token;
+    int64_t user_id;
+    int64_t seq;          /* arrival order: the line is sorted by it */
+    int state;            /* enum store_token_state */
+    int64_t entered_at;   /* epoch ms */
+    int64_t activated_at; /* ACTIVATED: when; else 0 */
+    int64_t expires_at;   /* ACTIVATED: when it runs out; EXPIRED: when it did */
+};
+
+typedef int (*store_token_fn)(void *ctx, const struct store_token *t);
+
 /* Demo or load-test data for `concertd seed`. */
 struct store_seed {
     int64_t concerts; /* how many concerts to add */
@@ -52,6 +72,9 @@ struct store_seed {
     int64_t price;             /* > 0: every seat costs this; 0: price by grade */
     int64_t users;             /* users 1..N ensured to exist */
     int64_t balance; /* > 0: each of those users is charged up to this balance (ledgered) */
+    const char *active_tokens; /* non-NULL: pattern with "{n}"; users 1..N get an ACTIVATED
+                                  token named by it, valid for active_ttl_ms */
+    int64_t active_ttl_ms;
 };
 
 /* One real event for `concertd import` (see docs/import-format.md). */
@@ -95,6 +118,14 @@ struct store_ops {
      * NULL) receives the id import created. */
     int (*seed)(struct store *s, const struct store_seed *opt);
     int (*import_event)(struct store *s, const struct store_event *ev, int64_t *concert_id);
+
+    /* The waiting room (queue/local.c). queue_save writes tokens (insert, or
+     * update by token) in one transaction; a state never moves backwards,
+     * whatever order writes land in, and a live token expires any older live
+     * token of its user. queue_load calls each() for every live token in
+     * arrival order and sets *next_seq above every seq ever used. */
+    int (*queue_save)(struct store *s, const struct store_token *t, size_t n);
+    int (*queue_load)(struct store *s, store_token_fn each, void *ctx, int64_t *next_seq);
 
     /* Closes every connection and frees s. */
     void (*close)(struct store *s);

@@ -305,6 +305,27 @@ def wait_readable(sock, timeout):
 # The server
 
 
+DEFAULT = object()  # "argument not given", where None means something
+TOKEN_PATTERN = "queue_token_{n}"
+TOKEN_USERS = 50  # users 1..50 get an ACTIVATED token in servers the factory makes
+
+
+def active_token(user_id):
+    """The ACTIVATED waiting-room token the factory pre-issues to user_id."""
+    return TOKEN_PATTERN.replace("{n}", str(user_id))
+
+
+def token_seed_args(seed):
+    """Seed arguments that also pre-issue tokens: to --users N when given
+    (all of them), else to users 1..TOKEN_USERS."""
+    seed = list(seed)
+    if "--users" not in seed:
+        return seed + ["--users", str(TOKEN_USERS), "--active-tokens", TOKEN_PATTERN]
+    if int(seed[seed.index("--users") + 1]) == 0:
+        return seed
+    return seed + ["--active-tokens", TOKEN_PATTERN]
+
+
 def thread_dump(pid):
     """Every thread's stack of a hung process, when gdb is installed."""
     gdb = shutil.which("gdb")
@@ -335,6 +356,7 @@ class Server:
         self.expect_clean_exit = True  # teardown: SIGTERM must give exit 0
         self.allowed_signals = set()   # deaths by these signals are not crashes
         self.hang_report = ""
+        self.token = active_token(1)  # sent by request() unless told otherwise
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -431,7 +453,14 @@ class Server:
 
     # -- HTTP --------------------------------------------------------------
 
-    def request(self, method, path, body=None, headers=None, timeout=HTTP_TIMEOUT):
+    def request(self, method, path, body=None, headers=None, timeout=HTTP_TIMEOUT, token=DEFAULT):
+        """Sends QUEUE-TOKEN: self.token (an ACTIVATED token of user 1 that
+        the factory seeds) unless headers has one or token= says otherwise
+        (token=None sends none)."""
+        token = self.token if token is DEFAULT else token
+        headers = dict(headers or {})
+        if token is not None and not any(k.lower() == "queue-token" for k in headers):
+            headers["QUEUE-TOKEN"] = token
         return http_request(self.host, self.port, method, path, body, headers, timeout)
 
     def get(self, path, **kw):
@@ -466,16 +495,22 @@ class ServerFactory:
         self.servers = []
         self.n = 0
 
-    def __call__(self, seed=(), args=(), env=None, db_path=None, do_seed=True):
+    def __call__(self, seed=(), args=(), env=None, db_path=None, do_seed=True, tokens=True):
         """Seeds a fresh DB (`concertd seed` + seed args; skipped when
-        do_seed=False or seed is None) and starts `concertd serve` + args."""
+        do_seed=False or seed is None) and starts `concertd serve` + args.
+        tokens: pre-issue ACTIVATED tokens (see token_seed_args), also when
+        not seeding (a seed of users and tokens only)."""
         require_binary()
         self.n += 1
         workdir = self.tmp_dir / f"srv{self.n}"
         workdir.mkdir(parents=True, exist_ok=True)
         db = Path(db_path) if db_path else workdir / "concert.db"
         if do_seed and seed is not None:
-            run_cli("seed", "--db", f"sqlite:{db}", *seed, check=True)
+            run_cli("seed", "--db", f"sqlite:{db}", *(token_seed_args(seed) if tokens else seed),
+                    check=True)
+        elif tokens:
+            run_cli("seed", "--db", f"sqlite:{db}", "--concerts", "0",
+                    *token_seed_args([]), check=True)
         srv = Server(workdir, db, args, env)
         self.servers.append(srv)
         return srv.start()

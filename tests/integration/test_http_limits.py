@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from conftest import (Closed, assert_error, assert_json_ct, assert_ok_json, read_response,
-                      wait_readable)
+from conftest import (Closed, active_token, assert_error, assert_json_ct, assert_ok_json,
+                      read_response, wait_readable)
 
 KIB = 1024
 
@@ -301,7 +301,8 @@ def test_keep_alive_serves_many_requests_on_one_connection(shared_server):
                  "/nope", "/api/v1/concerts/abc/sessions"]
         for i in range(200):
             p = paths[i % len(paths)]
-            s.sendall(f"GET {p} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+            s.sendall(f"GET {p} HTTP/1.1\r\nHost: t\r\nQUEUE-TOKEN: {active_token(1)}\r\n\r\n"
+                      .encode())
             r, buf = read_response(s, buf)
             want = {"/nope": 404, "/api/v1/concerts/abc/sessions": 400}.get(p, 200)
             assert r.status == want, (i, p, r)
@@ -311,16 +312,19 @@ def test_keep_alive_serves_many_requests_on_one_connection(shared_server):
 
 
 def test_keep_alive_survives_error_responses(shared_server):
-    # A 404/405/400 must not cost the client its connection.
+    # A 404/405/400/401 must not cost the client its connection.
     s = shared_server.connect(5.0)
     buf = b""
+    tok = active_token(1).encode()
     try:
-        for req in (b"DELETE /api/v1/concerts HTTP/1.1\r\nHost: t\r\n\r\n",
-                    b"GET /api/v1/concerts/1/sessions/1/seats?limit=0 HTTP/1.1\r\nHost: t\r\n\r\n",
-                    b"GET /api/v1/concerts HTTP/1.1\r\nHost: t\r\n\r\n"):
+        for req, want in ((b"DELETE /api/v1/concerts HTTP/1.1\r\nHost: t\r\n\r\n", 405),
+                          (b"GET /api/v1/concerts/1/sessions/1/seats?limit=0 HTTP/1.1\r\n"
+                           b"Host: t\r\nQUEUE-TOKEN: " + tok + b"\r\n\r\n", 400),
+                          (b"GET /api/v1/concerts/1/sessions HTTP/1.1\r\nHost: t\r\n\r\n", 401),
+                          (b"GET /api/v1/concerts HTTP/1.1\r\nHost: t\r\n\r\n", 200)):
             s.sendall(req)
             r, buf = read_response(s, buf)
-            assert r.status in (405, 400, 200), r
+            assert r.status == want, r
         assert r.status == 200
     finally:
         s.close()

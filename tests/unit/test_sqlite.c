@@ -112,7 +112,12 @@ static int64_t migrations_known(void) {
 
 static void seed(struct fx *f, int64_t concerts, int64_t sessions, int64_t seats, int64_t price,
                  int64_t users, int64_t balance) {
-    struct store_seed o = {concerts, sessions, seats, price, users, balance};
+    struct store_seed o = {.concerts = concerts,
+                           .sessions_per_concert = sessions,
+                           .seats_per_session = seats,
+                           .price = price,
+                           .users = users,
+                           .balance = balance};
     assert_int_equal(f->s->ops->seed(f->s, &o), 0);
 }
 
@@ -267,7 +272,7 @@ static void test_seed_twice_continues_ids_and_tops_up_balances_with_ledger(void 
 
 static void test_seed_rejects_negative_counts(void **state) {
     struct fx *f = *state;
-    struct store_seed o = {1, 1, -1, 0, 0, 0};
+    struct store_seed o = {.concerts = 1, .sessions_per_concert = 1, .seats_per_session = -1};
     assert_int_equal(f->s->ops->seed(f->s, &o), ERR_INVALID);
     assert_int_equal(raw_int(f, "SELECT count(*) FROM concerts"), 0);
 }

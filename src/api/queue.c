@@ -1,0 +1,201 @@
+/* queue.c -- the waiting-room routes: enter, poll, leave, stats, the admin
+ * limits, and the gate the protected routes call.
+ *
+ * The poll (GET with QUEUE-TOKEN) is the hottest route on an on-sale day:
+ * it reads memory through the waitroom service and never touches SQL. */
+#include <string.h>
+
+#include "api/routes.h"
+#include "core/arena.h"
+#include "core/config.h"
+#include "core/err.h"
+#include "core/json.h"
+#include "core/timeutil.h"
+#include "service/waitroom.h"
+
+#define TOKEN_HEADER "QUEUE-TOKEN"
+
+static void write_view(struct api_req *r, struct api_res *w, int status,
+                       const struct waitroom_view *v, int with_until) {
+    struct jw j;
+    jw_init(&j, r->arena, 192);
+    jw_obj_begin(&j);
+    jw_kv_str(&j, "token", v->t.token);
+    jw_kv_i64(&j, "userId", v->t.user_id);
+    jw_kv_str(&j, "status", queue_state_name(v->t.state));
+    jw_kv_i64(&j, "position", v->t.position);
+    jw_kv_i64(&j, "etaSeconds", v->eta_seconds);
+    if (with_until) {
+        jw_key(&j, "activeUntil");
+        jw_time(&j, v->t.active_until);
+    }
+    jw_obj_end(&j);
+    size_t len;
+    char *body = jw_finish(&j, &len);
+    api_json(w, status, body, len);
+}
+
+static void token_missing(struct api_req *r, struct api_res *w) {
+    api_error(r, w, 401, "TOKEN_MISSING", "the %s header is required", TOKEN_HEADER);
+}
+
+static void token_invalid(struct api_req *r, struct api_res *w) {
+    api_error(r, w, 401, "TOKEN_INVALID", "unknown queue token");
+}
+
+void api_queue_enter(struct api_req *r, struct api_res *w) {
+    char err[160];
+    json_t *o = jd_parse_object(r->body, r->body_len, err, sizeof(err));
+    static const char *const keys[] = {"userId", NULL};
+    int64_t user = 0;
+    if (!o || jd_only_keys(o, keys, err, sizeof(err)) ||
+        jd_i64_or_str(o, "userId", 1, 1, INT64_MAX, &user, err, sizeof(err))) {
+        json_decref(o);
+        api_error(r, w, 400, "INVALID_REQUEST", "%s", err);
+        return;
+    }
+    json_decref(o);
+    struct waitroom_view v;
+    int created = 0;
+    int rc = waitroom_enter(r->env->waitroom, user, time_now_ms(), &v, &created);
+    if (rc) {
+        api_fail(r, w, rc, NULL);
+        return;
+    }
+    write_view(r, w, created ? 201 : 200, &v, 0);
+}
+
+void api_queue_status(struct api_req *r, struct api_res *w) {
+    const char *token = r->header(r, TOKEN_HEADER);
+    if (!token || !*token) {
+        token_missing(r, w);
+        return;
+    }
+    struct waitroom_view v;
+    int rc = waitroom_status(r->env->waitroom, token, time_now_ms(), &v);
+    if (rc == ERR_NOT_FOUND) {
+        token_invalid(r, w);
+        return;
+    }
+    if (rc) {
+        api_fail(r, w, rc, NULL);
+        return;
+    }
+    write_view(r, w, 200, &v, 1);
+}
+
+void api_queue_leave(struct api_req *r, struct api_res *w) {
+    const char *token = r->header(r, TOKEN_HEADER);
+    if (!token || !*token) {
+        token_missing(r, w);
+        return;
+    }
+    int rc = waitroom_leave(r->env->waitroom, token, time_now_ms());
+    if (rc == ERR_NOT_FOUND) {
+        token_invalid(r, w);
+        return;
+    }
+    if (rc) {
+        api_fail(r, w, rc, NULL);
+        return;
+    }
+    api_json(w, 204, "", 0);
+}
+
+static void write_stats(struct api_req *r, struct api_res *w) {
+    struct waitroom_stats st;
+    int rc = waitroom_stats(r->env->waitroom, time_now_ms(), &st);
+    if (rc) {
+        api_fail(r, w, rc, NULL);
+        return;
+    }
+    struct jw j;
+    jw_init(&j, r->arena, 160);
+    jw_obj_begin(&j);
+    jw_kv_i64(&j, "waiting", st.waiting);
+    jw_kv_i64(&j, "active", st.active);
+    jw_kv_i64(&j, "maxActive", st.max_active);
+    jw_kv_i64(&j, "admitPerSec", st.admit_per_sec);
+    jw_kv_i64(&j, "admittedLastMinute", st.admitted_last_minute);
+    jw_obj_end(&j);
+    size_t len;
+    char *body = jw_finish(&j, &len);
+    api_json(w, 200, body, len);
+}
+
+void api_queue_stats(struct api_req *r, struct api_res *w) {
+    write_stats(r, w);
+}
+
+/* Compares in time that depends only on the lengths, not on where the
+ * strings first differ. */
+static int same_secret(const char *given, const char *want) {
+    size_t gl = strlen(given), wl = strlen(want);
+    unsigned char d = (unsigned char)(gl != wl);
+    for (size_t i = 0; i < wl; i++) d |= (unsigned char)(want[i] ^ (i < gl ? given[i] : 0));
+    return d == 0;
+}
+
+void api_admin_waiting_room(struct api_req *r, struct api_res *w) {
+    const char *want = r->env->cfg->admin_key;
+    const char *given = r->header(r, "X-Admin-Key");
+    if (!want || !given || !same_secret(given, want)) {
+        api_error(r, w, 401, "UNAUTHORIZED", "%s",
+                  want ? "a valid X-Admin-Key header is required"
+                       : "admin routes are disabled: start concertd with --admin-key");
+        return;
+    }
+    char err[160];
+    json_t *o = jd_parse_object(r->body, r->body_len, err, sizeof(err));
+    static const char *const keys[] = {"maxActive", "admitPerSec", NULL};
+    int64_t max_active = 0, admit = 0;
+    int ra = 1, rb = 1;
+    if (o && !jd_only_keys(o, keys, err, sizeof(err))) {
+        ra = jd_i64(o, "maxActive", 0, 1, WAITROOM_MAX_ACTIVE_MAX, &max_active, err, sizeof(err));
+        if (ra >= 0)
+            rb = jd_i64(o, "admitPerSec", 0, 1, WAITROOM_ADMIT_PER_SEC_MAX, &admit, err,
+                        sizeof(err));
+        if (ra == 1 && rb == 1) {
+            snprintf(err, sizeof(err), "give maxActive, admitPerSec or both");
+            ra = ERR_INVALID;
+        }
+    } else {
+        ra = ERR_INVALID;
+    }
+    json_decref(o);
+    if (ra < 0 || rb < 0) {
+        api_error(r, w, 400, "INVALID_REQUEST", "%s", err);
+        return;
+    }
+    int rc = waitroom_set_limits(r->env->waitroom, max_active, admit);
+    if (rc) {
+        api_fail(r, w, rc, NULL);
+        return;
+    }
+    write_stats(r, w);
+}
+
+int api_gate(struct api_req *r, struct api_res *w, int64_t want_user, int64_t *user) {
+    enum waitroom_gate g;
+    int64_t owner;
+    int rc = waitroom_check(r->env->waitroom, r->header(r, TOKEN_HEADER), want_user, time_now_ms(),
+                            &g, &owner);
+    if (rc) {
+        api_fail(r, w, rc, NULL);
+        return rc;
+    }
+    switch (g) {
+    case GATE_OK:
+        if (user) *user = owner;
+        return 0;
+    case GATE_MISSING: token_missing(r, w); break;
+    case GATE_INVALID: token_invalid(r, w); break;
+    case GATE_NOT_ACTIVE:
+        api_error(r, w, 403, "TOKEN_NOT_ACTIVE", "the queue token is not ACTIVATED");
+        break;
+    case GATE_FORBIDDEN:
+        api_error(r, w, 403, "FORBIDDEN", "the queue token belongs to another user");
+        break;
+    }
+    return ERR_FORBIDDEN;
+}
