@@ -30,8 +30,8 @@ struct waitroom {
     struct waitroom_opts o;
     atomic_llong max_active, admit_per_sec;
 
-    pthread_mutex_t mu; /* guards what follows */
-    double budget;
+    pthread_mutex_t mu;  /* guards what follows */
+    int64_t budget;      /* admissions allowed now, in thousandths (exact) */
     int64_t last_tick;   /* epoch ms of the previous tick; 0 before the first */
     int64_t first_admit; /* epoch ms of the first admission; 0 before */
     int64_t bucket_sec[WINDOW_S], bucket_n[WINDOW_S];
@@ -86,18 +86,19 @@ int waitroom_tick(struct waitroom *w, int64_t now) {
     if (dt < 0) dt = 0;       /* the wall clock stepped back */
     if (dt > 1000) dt = 1000; /* or forward, or we were stopped */
     w->last_tick = now;
-    double cap = (double)rate * (double)(dt > w->o.tick_ms ? dt : w->o.tick_ms) / 1000.0;
-    if (cap < 1.0) cap = 1.0;
-    w->budget += (double)rate * (double)dt / 1000.0;
+    /* per second x ms = thousandths of an admission */
+    int64_t cap = rate * (dt > w->o.tick_ms ? dt : w->o.tick_ms);
+    if (cap < 1000) cap = 1000;
+    w->budget += rate * dt;
     if (w->budget > cap) w->budget = cap;
-    int64_t want = (int64_t)w->budget, admitted = 0;
+    int64_t want = w->budget / 1000, admitted = 0;
     pthread_mutex_unlock(&w->mu);
     /* The ticker is the only caller outside tests, so nothing changes the
      * budget between here and the lock below. */
     int rc = w->q->ops->tick(w->q, now, max_active, want, w->o.active_ttl_ms, w->o.waiting_idle_ms,
                              &admitted);
     pthread_mutex_lock(&w->mu);
-    w->budget -= (double)admitted;
+    w->budget -= admitted * 1000;
     record_admitted(w, now, admitted);
     pthread_mutex_unlock(&w->mu);
     return rc;
