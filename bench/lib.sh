@@ -1,0 +1,180 @@
+# lib.sh -- what every bench script shares; sourced, not run.
+#
+# Provides: say/die, the concertd binary ($BIN, release build unless
+# CONCERTD_BIN), a scratch dir ($WORK) removed on exit unless BENCH_KEEP=1,
+# processes started with track() stopped by PID on exit, free_port,
+# wait_http, fetch, start_concertd, start_nginx, wrk_run, wrk_parse, the
+# number helpers ratio/lt/ge/le, verdict (counts $FAILS) and save_report.
+# The caller sets BENCH_NAME before sourcing.
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+PY=/usr/bin/python3
+THREADS=${BENCH_THREADS:-2}
+DURATION=${BENCH_DURATION:-10s}
+WARMUP=${BENCH_WARMUP:-3s}
+FAILS=0
+
+say() { printf '%s\n' "$*" >&2; }
+die() { say "$BENCH_NAME: $*"; exit 1; }
+
+"$ROOT/scripts/deps" --bench
+
+if [ -n "${CONCERTD_BIN:-}" ]; then
+  BIN=$CONCERTD_BIN
+else
+  BIN=$ROOT/build/release/concertd
+  if [ ! -d "$ROOT/build/release" ]; then
+    (cd "$ROOT" && cmake --preset release >/dev/null)
+  fi
+  (cd "$ROOT" && cmake --build build/release -j "$(nproc)" >/dev/null) || die "release build failed"
+fi
+[ -x "$BIN" ] || die "no concertd binary at $BIN"
+
+WORK=$(mktemp -d "/tmp/concertd-$BENCH_NAME.XXXXXX")
+chmod 755 "$WORK" # nginx workers may run as another user
+PIDS=()
+track() { PIDS+=("$1"); }
+# shellcheck disable=SC2317  # called through the EXIT trap
+cleanup() {
+  local pid
+  for pid in "${PIDS[@]}"; do
+    if kill -0 "$pid" 2>/dev/null; then
+      kill -TERM "$pid" 2>/dev/null || true
+      for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+  done
+  if [ "${BENCH_KEEP:-0}" = 1 ]; then say "kept $WORK"; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+  "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+wait_http() { # url, seconds
+  local deadline=$((SECONDS + $2))
+  until curl -fsS -o /dev/null --max-time 1 "$1" 2>/dev/null; do
+    [ $SECONDS -lt $deadline ] || return 1
+    sleep 0.1
+  done
+}
+
+fetch() { # url, out-file, [curl args...]: must be a 200
+  local url=$1 out=$2 code
+  shift 2
+  code=$(curl -sS --max-time 10 -o "$out" -w '%{http_code}' "$@" "$url") || die "GET $url failed"
+  [ "$code" = 200 ] || die "GET $url -> $code: $(head -c 300 "$out")"
+}
+
+# start_concertd DB [serve args...]: sets CPID, CPORT and C (base URL).
+start_concertd() {
+  local db=$1
+  shift
+  CPORT=$(free_port)
+  "$BIN" serve --listen "127.0.0.1:$CPORT" --db "sqlite:$db" --log-level warn "$@" \
+    >"$WORK/concertd.out" 2>"$WORK/concertd.err" &
+  CPID=$!
+  track "$CPID"
+  C="http://127.0.0.1:$CPORT"
+  wait_http "$C/health/live" 30 || die "concertd did not start: $(tail -20 "$WORK/concertd.err")"
+}
+
+# start_nginx LOCATIONS: serves the nginx location blocks given (files under
+# $WORK/www) on a free port; sets NPORT and N (base URL).
+start_nginx() {
+  NPORT=$(free_port)
+  mkdir -p "$WORK/nginx"
+  cat >"$WORK/nginx/nginx.conf" <<EOF
+daemon off;
+worker_processes 2;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log warn;
+worker_rlimit_nofile 65536;
+events { worker_connections 16384; }
+http {
+  access_log off;
+  client_body_temp_path $WORK/nginx/body;
+  proxy_temp_path $WORK/nginx/proxy;
+  fastcgi_temp_path $WORK/nginx/fastcgi;
+  uwsgi_temp_path $WORK/nginx/uwsgi;
+  scgi_temp_path $WORK/nginx/scgi;
+  keepalive_requests 100000000;
+  keepalive_timeout 75s;
+  sendfile on;
+  tcp_nopush on;
+  tcp_nodelay on;
+  etag off;
+  open_file_cache max=16 inactive=600s;
+  open_file_cache_valid 600s;
+  server_tokens off;
+  server {
+    listen 127.0.0.1:$NPORT;
+    default_type "application/json; charset=utf-8";
+$1
+  }
+}
+EOF
+  nginx -e "$WORK/nginx/error.log" -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" &
+  track $!
+  N="http://127.0.0.1:$NPORT"
+}
+
+# wrk_run NAME CONNS URL [SCRIPT]: warm-up, then the measured run into $WORK/NAME.wrk.
+wrk_run() {
+  local name=$1 conns=$2 url=$3 script=${4:-} s=()
+  [ -n "$script" ] && s=(-s "$script")
+  wrk -t"$THREADS" -c"$conns" -d"$WARMUP" "${s[@]}" "$url" >/dev/null 2>&1 || true
+  say "wrk $name: -t$THREADS -c$conns -d$DURATION $url"
+  wrk -t"$THREADS" -c"$conns" -d"$DURATION" --latency "${s[@]}" "$url" >"$WORK/$name.wrk" 2>&1 \
+    || die "wrk $name failed: $(cat "$WORK/$name.wrk")"
+  [ -z "${CPID:-}" ] || kill -0 "$CPID" 2>/dev/null \
+    || die "concertd died during $name: $(tail -20 "$WORK/concertd.err")"
+}
+
+# wrk_parse FILE -> "rps p50ms p99ms errors"
+wrk_parse() {
+  awk '
+    function ms(v) {
+      if (v ~ /us$/) return substr(v, 1, length(v) - 2) / 1000
+      if (v ~ /ms$/) return substr(v, 1, length(v) - 2) + 0
+      if (v ~ /s$/)  return substr(v, 1, length(v) - 1) * 1000
+      return v + 0
+    }
+    /Requests\/sec:/ { rps = $2 }
+    $1 == "50%" { p50 = ms($2) }
+    $1 == "99%" { p99 = ms($2) }
+    /Non-2xx or 3xx responses:/ { err += $NF }
+    /Socket errors:/ { gsub(/,/, ""); err += $4 + $6 + $8 + $10 }
+    END { printf "%.0f %.3f %.3f %d\n", rps, p50, p99, err }
+  ' "$1"
+}
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+lt() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a < b) }'; }
+ge() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a >= b) }'; }
+le() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a <= b) }'; }
+
+verdict() { # ok? text
+  if [ "$1" = 1 ]; then echo "PASS  $2"; else echo "FAIL  $2"; FAILS=$((FAILS + 1)); fi
+}
+
+# save_report FUNCTION [RAW FILES...]: runs the report function into
+# bench/out/NAME-TIME.txt (in this shell, so verdict() counts), prints it,
+# appends the raw files; exits 2 on a FAIL when BENCH_STRICT=1.
+save_report() {
+  local fn=$1 f
+  shift
+  mkdir -p "$ROOT/bench/out"
+  local out
+  out="$ROOT/bench/out/$BENCH_NAME-$(date -u +%Y%m%dT%H%M%SZ).txt"
+  "$fn" >"$out"
+  cat "$out"
+  for f in "$@"; do
+    { echo; echo "== $(basename "$f")"; cat "$f"; } >>"$out"
+  done
+  say "raw output appended to $out"
+  if [ "$FAILS" -gt 0 ] && [ "${BENCH_STRICT:-0}" = 1 ]; then exit 2; fi
+  exit 0
+}

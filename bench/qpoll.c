@@ -1,0 +1,406 @@
+/* qpoll.c -- the waiting-room load of DESIGN.md section 6: many users
+ * entering, then each polling their position every few seconds, over many
+ * keep-alive connections, paced (not as fast as possible).
+ *
+ *   qpoll enter HOST PORT FIRST_USER USERS CONNS TOKENS_FILE
+ *       POST /api/v1/waiting-queues for each user, CONNS at a time; writes
+ *       the tokens, one per line, in user order.
+ *   qpoll poll HOST PORT TOKENS_FILE CONNS PERIOD_MS DURATION_S
+ *       Connection i polls the tokens i, i + CONNS, ... in turn, one request
+ *       every PERIOD_MS / (its token count), so every token is polled once
+ *       per PERIOD_MS. Latency is measured from when a request was due, not
+ *       from when it was sent, so a slow server cannot hide its queueing
+ *       (no coordinated omission).
+ *
+ * Prints one line of key=value figures. Exits 1 on a setup error; request
+ * errors are counted, not fatal. Single-threaded epoll; loopback only.
+ * Part of bench/ (built by bench/queue_poll.sh with cc), not of concertd. */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define BUF 8192
+#define REQ_MAX 512
+#define TOKEN_MAX 64
+#define TIMEOUT_US (10 * 1000000LL)
+#define HIST_US 10 /* histogram bucket width */
+#define HIST_N (20 * 1000000 / HIST_US)
+
+struct conn {
+    int fd;
+    int busy;        /* a request is out */
+    int64_t due;     /* poll: when the next request is due (us) */
+    int64_t sent_due; /* due time of the request that is out */
+    size_t next;     /* index into this connection's work */
+    char in[BUF];
+    size_t inlen;
+};
+
+static struct sockaddr_in addr;
+static int ep;
+static struct conn *conns;
+static size_t nconns;
+static uint64_t *hist;
+static uint64_t n_ok, n_err, n_sent, n_reconnect;
+static int64_t max_us;
+
+static int64_t now_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void die(const char *what) {
+    fprintf(stderr, "qpoll: %s: %s\n", what, strerror(errno));
+    exit(1);
+}
+
+static void raise_nofile(void) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+static void conn_open(struct conn *c) {
+    c->fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (c->fd < 0) die("socket");
+    int one = 1;
+    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (connect(c->fd, (struct sockaddr *)&addr, sizeof(addr)) != 0) die("connect");
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
+    if (epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev) != 0) die("epoll_ctl");
+    c->inlen = 0;
+    c->busy = 0;
+}
+
+static void conn_reopen(struct conn *c) {
+    close(c->fd);
+    n_reconnect++;
+    conn_open(c);
+}
+
+static void record(int64_t us) {
+    if (us < 0) us = 0;
+    if (us > max_us) max_us = us;
+    size_t b = (size_t)(us / HIST_US);
+    hist[b < HIST_N ? b : HIST_N - 1]++;
+}
+
+static double pct(double p) {
+    uint64_t total = 0, seen = 0;
+    for (size_t i = 0; i < HIST_N; i++) total += hist[i];
+    if (!total) return 0;
+    uint64_t want = (uint64_t)(p / 100.0 * (double)total);
+    if (want >= total) want = total - 1;
+    for (size_t i = 0; i < HIST_N; i++) {
+        seen += hist[i];
+        if (seen > want) return (double)((int64_t)(i + 1) * HIST_US) / 1000.0;
+    }
+    return (double)max_us / 1000.0;
+}
+
+/* A complete response in c->in: returns its length and sets *status and
+ * *body; 0 when more bytes are needed; -1 when it cannot be parsed. */
+static long response(struct conn *c, int *status, const char **body, size_t *blen) {
+    char *end = memmem(c->in, c->inlen, "\r\n\r\n", 4);
+    if (!end) return c->inlen >= BUF ? -1 : 0;
+    if (c->inlen < 12 || memcmp(c->in, "HTTP/1.", 7) != 0) return -1;
+    *status = atoi(c->in + 9);
+    size_t hlen = (size_t)(end - c->in) + 4, cl = 0;
+    for (char *p = c->in; p < end; p++) {
+        if ((p == c->in || p[-1] == '\n') && strncasecmp(p, "content-length:", 15) == 0)
+            cl = (size_t)strtoul(p + 15, NULL, 10);
+    }
+    if (hlen + cl > BUF) return -1;
+    if (c->inlen < hlen + cl) return 0;
+    *body = c->in + hlen;
+    *blen = cl;
+    return (long)(hlen + cl);
+}
+
+static void send_all(struct conn *c, const char *req, size_t len) {
+    while (len) {
+        ssize_t n = send(c->fd, req, len, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            n_err++;
+            conn_reopen(c);
+            return;
+        }
+        req += n;
+        len -= (size_t)n;
+    }
+    c->busy = 1;
+    n_sent++;
+}
+
+/* Reads what is there; returns 1 when a response completed (and consumed). */
+static int conn_read(struct conn *c, int *status, char *body, size_t bodymax) {
+    ssize_t n = recv(c->fd, c->in + c->inlen, BUF - c->inlen, 0);
+    if (n <= 0) {
+        if (n < 0 && (errno == EAGAIN || errno == EINTR)) return 0;
+        if (c->busy) n_err++;
+        conn_reopen(c);
+        return 0;
+    }
+    c->inlen += (size_t)n;
+    const char *b;
+    size_t blen;
+    long used = response(c, status, &b, &blen);
+    if (used == 0) return 0;
+    if (used < 0) {
+        n_err++;
+        conn_reopen(c);
+        return 0;
+    }
+    if (body) {
+        size_t k = blen < bodymax - 1 ? blen : bodymax - 1;
+        memcpy(body, b, k);
+        body[k] = '\0';
+    }
+    memmove(c->in, c->in + used, c->inlen - (size_t)used);
+    c->inlen -= (size_t)used;
+    c->busy = 0;
+    return 1;
+}
+
+/* ---- enter ---------------------------------------------------------------- */
+
+static void send_enter(struct conn *c, long user) {
+    char req[REQ_MAX], body[64];
+    int n = snprintf(body, sizeof(body), "{\"userId\":%ld}", user);
+    int len = snprintf(req, sizeof(req),
+                       "POST /api/v1/waiting-queues HTTP/1.1\r\nHost: q\r\n"
+                       "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
+                       n, body);
+    c->sent_due = now_us();
+    send_all(c, req, (size_t)len);
+}
+
+static int do_enter(long first, long users, const char *out) {
+    char(*tokens)[TOKEN_MAX] = calloc((size_t)users, TOKEN_MAX);
+    long *owner = calloc(nconns, sizeof(long)); /* user index each connection waits for */
+    long next = 0, done = 0;
+    char body[BUF];
+    int64_t t0 = now_us();
+    for (size_t i = 0; i < nconns; i++) {
+        owner[i] = next < users ? next++ : -1;
+        if (owner[i] >= 0) send_enter(&conns[i], first + owner[i]);
+    }
+    struct epoll_event evs[256];
+    while (done < users) {
+        int k = epoll_wait(ep, evs, 256, 1000);
+        if (k < 0 && errno != EINTR) die("epoll_wait");
+        for (int e = 0; e < k; e++) {
+            struct conn *c = evs[e].data.ptr;
+            size_t i = (size_t)(c - conns);
+            int status = 0;
+            if (!conn_read(c, &status, body, sizeof(body))) {
+                /* dropped (and reopened) with our request unanswered: again */
+                if (!c->busy && owner[i] >= 0) send_enter(c, first + owner[i]);
+                continue;
+            }
+            record(now_us() - c->sent_due);
+            const char *t = strstr(body, "\"token\":\"");
+            if ((status == 201 || status == 200) && t) {
+                t += 9;
+                size_t tl = strcspn(t, "\"");
+                if (tl >= TOKEN_MAX) tl = TOKEN_MAX - 1;
+                memcpy(tokens[owner[i]], t, tl);
+                n_ok++;
+            } else {
+                n_err++;
+            }
+            done++;
+            owner[i] = next < users ? next++ : -1;
+            if (owner[i] >= 0) send_enter(c, first + owner[i]);
+        }
+    }
+    double secs = (double)(now_us() - t0) / 1e6;
+    FILE *f = fopen(out, "w");
+    if (!f) die(out);
+    for (long u = 0; u < users; u++) fprintf(f, "%s\n", tokens[u]);
+    fclose(f);
+    printf("mode=enter users=%ld ok=%llu errors=%llu secs=%.2f rps=%.0f p50_ms=%.3f p99_ms=%.3f "
+           "max_ms=%.3f\n",
+           users, (unsigned long long)n_ok, (unsigned long long)n_err, secs, (double)users / secs,
+           pct(50), pct(99), (double)max_us / 1000.0);
+    free(owner);
+    free(tokens);
+    return n_err ? 1 : 0;
+}
+
+/* ---- poll ----------------------------------------------------------------- */
+
+/* Idle connections, by when their next request is due. A connection with a
+ * request out is not in the heap; it goes back when the answer arrives (its
+ * next request may already be due then). */
+static struct conn **heap;
+static size_t heap_n;
+
+static void heap_swap(size_t a, size_t b) {
+    struct conn *t = heap[a];
+    heap[a] = heap[b];
+    heap[b] = t;
+}
+
+static void heap_push(struct conn *c) {
+    size_t i = heap_n++;
+    heap[i] = c;
+    while (i > 0 && heap[(i - 1) / 2]->due > heap[i]->due) {
+        heap_swap(i, (i - 1) / 2);
+        i = (i - 1) / 2;
+    }
+}
+
+static struct conn *heap_pop(void) {
+    struct conn *top = heap[0];
+    heap[0] = heap[--heap_n];
+    for (size_t i = 0;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < heap_n && heap[l]->due < heap[m]->due) m = l;
+        if (r < heap_n && heap[r]->due < heap[m]->due) m = r;
+        if (m == i) break;
+        heap_swap(i, m);
+        i = m;
+    }
+    return top;
+}
+
+static int do_poll(char (*tokens)[TOKEN_MAX], size_t ntok, long period_ms, long duration_s) {
+    heap = calloc(nconns, sizeof(*heap));
+    int64_t start = now_us(), end = start + duration_s * 1000000LL;
+    size_t per = (ntok + nconns - 1) / nconns;
+    int64_t interval = period_ms * 1000LL / (int64_t)(per ? per : 1);
+    for (size_t i = 0; i < nconns; i++) {
+        conns[i].next = 0;
+        /* spread the first requests over one interval */
+        conns[i].due = start + (int64_t)((double)interval * (double)i / (double)nconns);
+        heap_push(&conns[i]);
+    }
+    struct epoll_event evs[512];
+    char req[REQ_MAX];
+    for (;;) {
+        int64_t now = now_us();
+        if (now >= end) break;
+        while (heap_n && heap[0]->due <= now) {
+            struct conn *c = heap_pop();
+            size_t ti = c->next * nconns + (size_t)(c - conns);
+            if (ti >= ntok) {
+                c->next = 0;
+                ti = (size_t)(c - conns);
+            }
+            c->next++;
+            int len = snprintf(req, sizeof(req),
+                               "GET /api/v1/waiting-queues HTTP/1.1\r\nHost: q\r\n"
+                               "QUEUE-TOKEN: %s\r\n\r\n",
+                               tokens[ti]);
+            c->sent_due = c->due;
+            c->due += interval;
+            send_all(c, req, (size_t)len);
+            if (!c->busy) heap_push(c); /* send failed and reopened: try at its next turn */
+        }
+        int timeout = 100;
+        if (heap_n) {
+            int64_t wait = (heap[0]->due - now + 999) / 1000;
+            timeout = wait < timeout ? (int)wait : timeout;
+        }
+        int k = epoll_wait(ep, evs, 512, timeout);
+        if (k < 0 && errno != EINTR) die("epoll_wait");
+        now = now_us();
+        for (int e = 0; e < k; e++) {
+            struct conn *c = evs[e].data.ptr;
+            int was_busy = c->busy, status = 0;
+            int got = conn_read(c, &status, NULL, 0);
+            if (got) {
+                record(now - c->sent_due);
+                if (status == 200)
+                    n_ok++;
+                else
+                    n_err++;
+            }
+            if (was_busy && !c->busy) heap_push(c); /* answered, or dropped and reopened */
+        }
+        /* Requests out longer than the timeout count as errors; the
+         * connection is replaced. A linear scan, but only once a second. */
+        static int64_t last_scan;
+        if (now - last_scan > 1000000) {
+            last_scan = now;
+            for (size_t i = 0; i < nconns; i++) {
+                if (conns[i].busy && now - conns[i].sent_due > TIMEOUT_US) {
+                    n_err++;
+                    conn_reopen(&conns[i]);
+                    heap_push(&conns[i]);
+                }
+            }
+        }
+    }
+    double secs = (double)(now_us() - start) / 1e6;
+    printf("mode=poll tokens=%zu conns=%zu period_ms=%ld secs=%.1f sent=%llu ok=%llu errors=%llu "
+           "reconnects=%llu rps=%.0f p50_ms=%.3f p90_ms=%.3f p99_ms=%.3f p999_ms=%.3f "
+           "max_ms=%.3f\n",
+           ntok, nconns, period_ms, secs, (unsigned long long)n_sent, (unsigned long long)n_ok,
+           (unsigned long long)n_err, (unsigned long long)n_reconnect, (double)n_ok / secs,
+           pct(50), pct(90), pct(99), pct(99.9), (double)max_us / 1000.0);
+    free(heap);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 4) {
+        fprintf(stderr, "usage: qpoll enter HOST PORT FIRST USERS CONNS FILE\n"
+                        "       qpoll poll HOST PORT FILE CONNS PERIOD_MS DURATION_S\n");
+        return 2;
+    }
+    raise_nofile();
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons((uint16_t)atoi(argv[3]));
+    if (inet_pton(AF_INET, argv[2], &addr.sin_addr) != 1) die("address");
+    ep = epoll_create1(0);
+    hist = calloc(HIST_N, sizeof(*hist));
+    if (strcmp(argv[1], "enter") == 0 && argc == 8) {
+        nconns = (size_t)atol(argv[6]);
+        conns = calloc(nconns, sizeof(*conns));
+        for (size_t i = 0; i < nconns; i++) conn_open(&conns[i]);
+        return do_enter(atol(argv[4]), atol(argv[5]), argv[7]);
+    }
+    if (strcmp(argv[1], "poll") == 0 && argc == 8) {
+        FILE *f = fopen(argv[4], "r");
+        if (!f) die(argv[4]);
+        size_t cap = 1024, n = 0;
+        char(*tokens)[TOKEN_MAX] = malloc(cap * TOKEN_MAX);
+        char line[256];
+        while (fgets(line, sizeof(line), f)) {
+            line[strcspn(line, "\r\n")] = '\0';
+            if (!*line) continue;
+            if (n == cap) tokens = realloc(tokens, (cap *= 2) * TOKEN_MAX);
+            snprintf(tokens[n++], TOKEN_MAX, "%.63s", line);
+        }
+        fclose(f);
+        nconns = (size_t)atol(argv[5]);
+        if (nconns > n) nconns = n;
+        if (!n) {
+            fprintf(stderr, "qpoll: no tokens in %s\n", argv[4]);
+            return 1;
+        }
+        conns = calloc(nconns, sizeof(*conns));
+        for (size_t i = 0; i < nconns; i++) conn_open(&conns[i]);
+        return do_poll(tokens, n, atol(argv[6]), atol(argv[7]));
+    }
+    fprintf(stderr, "qpoll: bad arguments\n");
+    return 2;
+}
