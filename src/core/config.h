@@ -41,6 +41,11 @@ struct config {
     int64_t max_header_bytes;  /* bytes: request line + headers */
     int64_t shutdown_grace_ms; /* how long in-flight requests may take on SIGTERM */
 
+    /* serve: booking */
+    int64_t hold_ttl_ms;        /* how long a hold keeps its seats */
+    int64_t max_seats_per_hold; /* seats one hold may take */
+    int64_t max_charge;         /* largest single balance charge, won */
+
     /* seed */
     int64_t seed_concerts;
     int64_t seed_sessions_per_concert;

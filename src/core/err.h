@@ -16,6 +16,8 @@ enum err {
     ERR_UNAVAILABLE = -7, /* a dependency is down, 503 */
     ERR_TOO_LARGE = -8,   /* a size limit was exceeded, 413 */
     ERR_INTERNAL = -9,    /* a bug: broken invariant, 500 */
+    ERR_INSUFFICIENT = -10, /* not enough balance for a payment, 402 */
+    ERR_IDEMPOTENCY = -11,  /* an Idempotency-Key reused for another request, 409 */
 };
 
 /* A stable lowercase name for logs ("invalid", "not_found", ...). */
