@@ -1,8 +1,9 @@
-/* main.c -- parse the configuration, open the adapters, start the HTTP
- * workers, wait for SIGINT/SIGTERM, shut down in order.
+/* main.c -- parse the configuration, open the adapters, start the hold
+ * sweeper and the HTTP workers, wait for SIGINT/SIGTERM, shut down in order.
  *
  * Shutdown order: stop accepting and finish in-flight requests (http_stop),
- * then close the store, so no handler ever runs against a closed store. */
+ * stop the sweeper, then close the store (which lets its committer finish
+ * the writes queued), so nothing ever runs against a closed store. */
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -14,6 +15,7 @@
 #include "core/config.h"
 #include "core/log.h"
 #include "http/server.h"
+#include "service/booking.h"
 #include "store/store.h"
 
 static int serve(const struct config *c) {
@@ -28,6 +30,12 @@ static int serve(const struct config *c) {
 
     struct store *store;
     if (cli_open_store(c, &store)) return 1;
+    struct booking_sweeper *sweeper;
+    if (booking_sweeper_start(store, BOOKING_SWEEP_INTERVAL_MS, &sweeper)) {
+        fprintf(stderr, "concertd: cannot start the hold sweeper thread\n");
+        store->ops->close(store);
+        return 1;
+    }
     struct api_env env = {.store = store, .cfg = c};
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     struct http_opts o = {
@@ -44,6 +52,7 @@ static int serve(const struct config *c) {
     char err[512];
     if (http_start(&o, &env, &http, err, sizeof(err))) {
         fprintf(stderr, "concertd: %s\n", err);
+        booking_sweeper_stop(sweeper);
         store->ops->close(store);
         return 1;
     }
@@ -53,6 +62,7 @@ static int serve(const struct config *c) {
     sigwait(&stop, &sig);
     LOG_INFO("main", "signal=%s: shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
     http_stop(http);
+    booking_sweeper_stop(sweeper);
     store->ops->close(store);
     LOG_INFO("main", "bye");
     return 0;

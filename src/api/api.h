@@ -12,6 +12,7 @@
  * Memory: everything a handler allocates comes from req->arena and lives
  * until the response has been sent; http/ frees it. */
 #pragma once
+#include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -91,6 +92,21 @@ void api_fail(struct api_req *r, struct api_res *w, int err, const char *msg);
 /* Sets a JSON body built in the arena. */
 void api_json(struct api_res *w, int status, const char *body, size_t len);
 void api_add_header(struct api_res *w, const char *name, const char *value);
+
+/* The user the request acts for: 0 and *user set (0 when the request does not
+ * say), or ERR_INVALID with the 400 written.
+ *
+ * This is where the waiting-room gate plugs in. Today the caller is the
+ * X-User-Id header when present (a positive integer), and when it is absent
+ * the routes skip their owner checks. The gate will instead require an
+ * ACTIVATED QUEUE-TOKEN, answer 401/403 itself, and set *user to the token's
+ * user, so every route that calls this gets the gate and the owner check. */
+int api_caller_user(struct api_req *r, struct api_res *w, int64_t *user);
+
+/* Decodes the body as one JSON object with only the allowed keys (NULL-
+ * terminated). NULL with the 400 written when it is not. The caller
+ * json_decref()s the result. */
+json_t *api_body_object(struct api_req *r, struct api_res *w, const char *const *allowed);
 
 /* Query parameter helper: reads an integer query parameter within [min, max],
  * defaulting to def when absent. On a bad value it writes the 400 and returns

@@ -616,7 +616,10 @@ static int pay_op(struct conn *c, void *arg) {
     int64_t balance = 0;
     int err = read_res(c, p->reservation_id, &r);
     if (err == 0) err = balance_of(c, p->user_id, &balance);
-    if (err == 0) err = p->check(&r, p->user_id, balance, p->now_ms);
+    if (err) return err;
+    p->res = r;
+    p->balance = balance;
+    err = p->check(&r, p->user_id, balance, p->now_ms);
     if (err) return err;
     if (strcmp(p->method, "balance") != 0 || balance < r.total_price) return ERR_INTERNAL;
     err = insert_payment(c, j, &r);
@@ -637,6 +640,8 @@ static int pay_op(struct conn *c, void *arg) {
 int sqb_pay(struct store *s, struct arena *a, struct store_pay *p, struct store_idem *idem) {
     if (!p->check || !p->method) return ERR_INVALID;
     memset(&p->out, 0, sizeof(p->out));
+    memset(&p->res, 0, sizeof(p->res));
+    p->balance = 0;
     struct pay_job j = {p, idem ? idem->key : NULL};
     return run_idempotent(s, a, idem, p->now_ms, pay_op, &j);
 }

@@ -138,6 +138,10 @@ struct store_pay {
     const char *method;    /* only "balance" moves money here */
     store_res_check check; /* ERR_FORBIDDEN, ERR_CONFLICT, ERR_INSUFFICIENT, or 0 */
     struct store_payment out;
+    /* Out, whenever the reservation was found: it as read before the
+     * payment (no seats), and the payer's balance then. */
+    struct store_reservation res;
+    int64_t balance;
 };
 
 /* Idempotency-Key handling for charge and pay (invariant 4). The key row is
