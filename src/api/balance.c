@@ -84,8 +84,7 @@ void api_balance_charge(struct api_req *r, struct api_res *w) {
     idem.ctx = &x;
     struct booking_rules b;
     booking_rules_from_config(r->env->cfg, &b);
-    rc = booking_charge(r->env->store, r->arena, &b, &c, use_idem ? &idem : NULL, err,
-                        sizeof(err));
+    rc = booking_charge(r->env->store, r->arena, &b, &c, use_idem ? &idem : NULL, err, sizeof(err));
     if (use_idem && idem.replayed && rc == 0) {
         api_idem_replay(w, &idem);
     } else if (rc == ERR_INVALID && err[0]) {

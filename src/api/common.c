@@ -115,8 +115,8 @@ int api_caller_user(struct api_req *r, struct api_res *w, int64_t *user) {
 
 json_t *api_body_object(struct api_req *r, struct api_res *w, const char *const *allowed) {
     char err[256];
-    json_t *o = jd_parse_object(r->body ? r->body : "", r->body ? r->body_len : 0, err,
-                                sizeof(err));
+    json_t *o =
+        jd_parse_object(r->body ? r->body : "", r->body ? r->body_len : 0, err, sizeof(err));
     if (o && jd_only_keys(o, allowed, err, sizeof(err)) != 0) {
         json_decref(o);
         o = NULL;

@@ -63,8 +63,9 @@ static void render_payment(void *ctx, int err, int *status, const char **body, s
                                (long long)p->user_id));
         break;
     case ERR_CONFLICT:
-        api_error(r, x->w, 409, "RESERVATION_NOT_PAYABLE", "reservation %lld is %s, not a live hold",
-                  rid, booking_status_name(booking_effective_status(&p->res, p->now_ms)));
+        api_error(r, x->w, 409, "RESERVATION_NOT_PAYABLE",
+                  "reservation %lld is %s, not a live hold", rid,
+                  booking_status_name(booking_effective_status(&p->res, p->now_ms)));
         break;
     case ERR_INSUFFICIENT:
         api_fail(r, x->w, err,

@@ -142,7 +142,8 @@ void api_reservation_get(struct api_req *r, struct api_res *w) {
     if (rc == ERR_NOT_FOUND)
         api_fail(r, w, rc, arena_sprintf(r->arena, "reservation %lld not found", (long long)rid));
     else if (rc == ERR_FORBIDDEN)
-        api_fail(r, w, rc, arena_sprintf(r->arena, "reservation %lld is not yours", (long long)rid));
+        api_fail(r, w, rc,
+                 arena_sprintf(r->arena, "reservation %lld is not yours", (long long)rid));
     else if (rc)
         api_fail(r, w, rc, NULL);
     else

@@ -76,8 +76,8 @@ static int cmp_i64(const void *x, const void *y) {
 
 int booking_check_seats(const struct booking_rules *b, const int64_t *ids, size_t n, char *errbuf,
                         size_t errlen) {
-    int64_t max = b->max_seats_per_hold < BOOKING_SEATS_LIMIT ? b->max_seats_per_hold
-                                                              : BOOKING_SEATS_LIMIT;
+    int64_t max =
+        b->max_seats_per_hold < BOOKING_SEATS_LIMIT ? b->max_seats_per_hold : BOOKING_SEATS_LIMIT;
     if (n == 0 || n > (size_t)max) {
         snprintf(errbuf, errlen, "field \"seatIds\" must list 1 to %lld seats (got %zu)",
                  (long long)max, n);
@@ -161,8 +161,8 @@ int booking_can_cancel(const struct store_reservation *r, int64_t caller, int64_
 /* ---- operations ------------------------------------------------------------------ */
 
 int booking_hold(struct store *s, struct arena *a, const struct booking_rules *b,
-                 struct store_hold *h, int64_t now_ms, struct store_reservation *out,
-                 char *errbuf, size_t errlen) {
+                 struct store_hold *h, int64_t now_ms, struct store_reservation *out, char *errbuf,
+                 size_t errlen) {
     int err = booking_check_seats(b, h->seat_ids, h->nseats, errbuf, errlen);
     if (err) return err;
     if (h->user_id <= 0) {

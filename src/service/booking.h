@@ -17,12 +17,12 @@
 
 struct config;
 
-#define BOOKING_SEATS_LIMIT 100                       /* --max-seats-per-hold's upper bound */
-#define BOOKING_IDEM_KEY_MAX 64                       /* Idempotency-Key length */
+#define BOOKING_SEATS_LIMIT 100                         /* --max-seats-per-hold's upper bound */
+#define BOOKING_IDEM_KEY_MAX 64                         /* Idempotency-Key length */
 #define BOOKING_IDEM_TTL_MS (24 * 3600 * (int64_t)1000) /* stored responses live 24 h */
-#define BOOKING_SWEEP_INTERVAL_MS 200                 /* expired holds go within ~1/5 s */
-#define BOOKING_SWEEP_BATCH 256                       /* holds expired per transaction */
-#define BOOKING_PURGE_INTERVAL_MS (60 * (int64_t)1000) /* idempotency rows purged this often */
+#define BOOKING_SWEEP_INTERVAL_MS 200                   /* expired holds go within ~1/5 s */
+#define BOOKING_SWEEP_BATCH 256                         /* holds expired per transaction */
+#define BOOKING_PURGE_INTERVAL_MS (60 * (int64_t)1000)  /* idempotency rows purged this often */
 
 struct booking_rules {
     int64_t hold_ttl_ms;
@@ -71,8 +71,8 @@ int booking_can_cancel(const struct store_reservation *r, int64_t caller, int64_
  * from now for the hold TTL. ERR_INVALID (errbuf) for a bad seat list; the
  * store's ERR_NOT_FOUND / ERR_CONFLICT with h->bad_seat_* set. */
 int booking_hold(struct store *s, struct arena *a, const struct booking_rules *b,
-                 struct store_hold *h, int64_t now_ms, struct store_reservation *out,
-                 char *errbuf, size_t errlen);
+                 struct store_hold *h, int64_t now_ms, struct store_reservation *out, char *errbuf,
+                 size_t errlen);
 /* The reservation with its effective status; ERR_FORBIDDEN when caller is
  * known and not the owner. */
 int booking_get(struct store *s, struct arena *a, int64_t id, int64_t caller, int64_t now_ms,

@@ -215,8 +215,7 @@ static int read_res(struct conn *c, int64_t id, struct store_reservation *r) {
 }
 
 /* The reservation with its seats, into a. */
-static int read_res_full(struct conn *c, struct arena *a, int64_t id,
-                         struct store_reservation *r) {
+static int read_res_full(struct conn *c, struct arena *a, int64_t id, struct store_reservation *r) {
     int err = read_res(c, id, r);
     if (err) return err;
     sqlite3_stmt *st = bound(c, SQL_RES_SEATS, 1, &id);

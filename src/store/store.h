@@ -123,8 +123,8 @@ struct store_payment {
 
 /* The service's decision inside a transaction, on the rows as they are:
  * 0 to go ahead or a negative enum err to refuse. */
-typedef int (*store_res_check)(const struct store_reservation *r, int64_t user_id,
-                               int64_t balance, int64_t now_ms);
+typedef int (*store_res_check)(const struct store_reservation *r, int64_t user_id, int64_t balance,
+                               int64_t now_ms);
 typedef int (*store_credit_check)(int64_t balance, int64_t amount, int64_t *after);
 
 struct store_charge {
@@ -208,8 +208,7 @@ struct store_ops {
      * with balance 0) returns 0 to cancel (seats released), 1 to change
      * nothing, or the error. *out gets the reservation as it is afterwards. */
     int (*cancel_reservation)(struct store *s, struct arena *a, int64_t id, int64_t caller,
-                              int64_t now_ms, store_res_check check,
-                              struct store_reservation *out);
+                              int64_t now_ms, store_res_check check, struct store_reservation *out);
     /* Expires at most max HELD reservations with expires_at <= now_ms,
      * releasing their seats; *n gets how many (NULL allowed). */
     int (*expire_holds)(struct store *s, int64_t now_ms, int64_t max, int64_t *n);

@@ -179,9 +179,8 @@ static void test_idempotency_key_is_1_to_64_visible_ascii(void **state) {
     memset(k65, 'k', 65);
     k65[65] = '\0';
     assert_int_equal(booking_check_idem_key("a", err, sizeof(err)), 0);
-    assert_int_equal(booking_check_idem_key("550e8400-e29b-41d4-a716-446655440000", err,
-                                            sizeof(err)),
-                     0);
+    assert_int_equal(
+        booking_check_idem_key("550e8400-e29b-41d4-a716-446655440000", err, sizeof(err)), 0);
     assert_int_equal(booking_check_idem_key(k64, err, sizeof(err)), 0);
     assert_int_equal(booking_check_idem_key(k65, err, sizeof(err)), ERR_INVALID);
     assert_non_null(strstr(err, "Idempotency-Key"));
@@ -263,8 +262,8 @@ static void test_cancel_needs_a_live_hold_and_repeats_harmlessly(void **state) {
 static void test_hold_expires_after_the_ttl(void **state) {
     struct fake *f = *state;
     int64_t ids[2] = {11, 12};
-    struct store_hold h = {.concert_id = 1, .session_id = 2, .user_id = 3, .seat_ids = ids,
-                           .nseats = 2};
+    struct store_hold h = {
+        .concert_id = 1, .session_id = 2, .user_id = 3, .seat_ids = ids, .nseats = 2};
     struct store_reservation out;
     assert_int_equal(booking_hold(&f->base, NULL, &RULES, &h, NOW, &out, err, sizeof(err)), 0);
     assert_int_equal(f->calls, 1);
@@ -276,8 +275,8 @@ static void test_hold_expires_after_the_ttl(void **state) {
 static void test_bad_hold_never_reaches_the_store(void **state) {
     struct fake *f = *state;
     int64_t dup[2] = {11, 11};
-    struct store_hold h = {.concert_id = 1, .session_id = 2, .user_id = 3, .seat_ids = dup,
-                           .nseats = 2};
+    struct store_hold h = {
+        .concert_id = 1, .session_id = 2, .user_id = 3, .seat_ids = dup, .nseats = 2};
     struct store_reservation out;
     assert_int_equal(booking_hold(&f->base, NULL, &RULES, &h, NOW, &out, err, sizeof(err)),
                      ERR_INVALID);

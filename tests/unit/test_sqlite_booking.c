@@ -88,8 +88,12 @@ static int teardown(void **state) {
 
 static int hold(struct fx *f, int64_t user, int64_t session, const int64_t *ids, size_t n,
                 int64_t now, struct store_hold *h, struct store_reservation *out) {
-    *h = (struct store_hold){.concert_id = session <= 2 ? 1 : 2, .session_id = session,
-                             .user_id = user, .seat_ids = ids, .nseats = n, .now_ms = now,
+    *h = (struct store_hold){.concert_id = session <= 2 ? 1 : 2,
+                             .session_id = session,
+                             .user_id = user,
+                             .seat_ids = ids,
+                             .nseats = n,
+                             .now_ms = now,
                              .expires_at_ms = now + TTL};
     return f->s->ops->hold_seats(f->s, f->a, h, out);
 }
@@ -130,8 +134,9 @@ static void test_hold_takes_every_seat_and_moves_the_counter(void **state) {
     assert_int_equal(r.nseats, 3);
     for (size_t i = 0; i < 3; i++) assert_int_equal(r.seats[i].number, (int64_t)i + 1);
     assert_int_equal(available(f, 1), 7);
-    assert_int_equal(raw_int(f, "SELECT count(*) FROM seats WHERE status = 1 AND"
-                                " reservation_id = %lld",
+    assert_int_equal(raw_int(f,
+                             "SELECT count(*) FROM seats WHERE status = 1 AND"
+                             " reservation_id = %lld",
                              (long long)r.id),
                      3);
     assert_int_equal(raw_int(f, "SELECT count(*) FROM users WHERE id = 42 AND balance = 0"), 1);
@@ -167,8 +172,13 @@ static void test_hold_of_foreign_or_unknown_seat_is_not_found(void **state) {
     assert_int_equal(h.bad_seat_id, 11);
     assert_int_equal(hold(f, 1, 1, unknown, 2, NOW, &h, &r), ERR_NOT_FOUND);
     assert_int_equal(h.bad_seat_id, 999);
-    h = (struct store_hold){.concert_id = 2, .session_id = 1, .user_id = 1, .seat_ids = foreign,
-                            .nseats = 1, .now_ms = NOW, .expires_at_ms = NOW + TTL};
+    h = (struct store_hold){.concert_id = 2,
+                            .session_id = 1,
+                            .user_id = 1,
+                            .seat_ids = foreign,
+                            .nseats = 1,
+                            .now_ms = NOW,
+                            .expires_at_ms = NOW + TTL};
     assert_int_equal(f->s->ops->hold_seats(f->s, f->a, &h, &r), ERR_NOT_FOUND);
     assert_int_equal(h.bad_seat_id, 0); /* the session is not concert 2's */
     assert_int_equal(raw_int(f, "SELECT count(*) FROM seats WHERE status <> 0"), 0);
@@ -183,8 +193,9 @@ static void test_hold_takes_back_seats_of_a_hold_that_ran_out(void **state) {
     assert_int_equal(hold(f, 1, 1, a, 2, NOW, &h, &ra), 0);
     assert_int_equal(hold(f, 2, 1, b, 1, NOW + TTL - 1, &h, &rb), ERR_CONFLICT);
     assert_int_equal(hold(f, 2, 1, b, 1, NOW + TTL, &h, &rb), 0);
-    assert_int_equal(raw_int(f, "SELECT count(*) FROM reservations WHERE id = %lld AND"
-                                " status = 'EXPIRED'",
+    assert_int_equal(raw_int(f,
+                             "SELECT count(*) FROM reservations WHERE id = %lld AND"
+                             " status = 'EXPIRED'",
                              (long long)ra.id),
                      1);
     assert_int_equal(raw_int(f, "SELECT status FROM seats WHERE id = 7"), 0);
@@ -231,9 +242,8 @@ static void test_cancel_releases_seats_once(void **state) {
     assert_int_equal(
         f->s->ops->cancel_reservation(f->s, f->a, r.id, 5, NOW, booking_can_cancel, &c), 0);
     assert_int_equal(available(f, 2), 10);
-    assert_int_equal(
-        f->s->ops->cancel_reservation(f->s, f->a, 999, 5, NOW, booking_can_cancel, &c),
-        ERR_NOT_FOUND);
+    assert_int_equal(f->s->ops->cancel_reservation(f->s, f->a, 999, 5, NOW, booking_can_cancel, &c),
+                     ERR_NOT_FOUND);
     assert_consistent(f);
 }
 
@@ -241,8 +251,8 @@ static void test_cancel_releases_seats_once(void **state) {
 
 static int charge(struct fx *f, int64_t user, int64_t amount, struct store_idem *idem,
                   int64_t *balance) {
-    struct store_charge c = {.user_id = user, .amount = amount, .now_ms = NOW,
-                             .credit = booking_credit};
+    struct store_charge c = {
+        .user_id = user, .amount = amount, .now_ms = NOW, .credit = booking_credit};
     int err = f->s->ops->charge(f->s, f->a, &c, idem);
     if (balance) *balance = c.balance;
     return err;
@@ -250,8 +260,11 @@ static int charge(struct fx *f, int64_t user, int64_t amount, struct store_idem 
 
 static int pay(struct fx *f, int64_t user, int64_t rid, struct store_idem *idem,
                struct store_pay *p) {
-    *p = (struct store_pay){.reservation_id = rid, .user_id = user, .now_ms = NOW,
-                            .method = "balance", .check = booking_can_pay};
+    *p = (struct store_pay){.reservation_id = rid,
+                            .user_id = user,
+                            .now_ms = NOW,
+                            .method = "balance",
+                            .check = booking_can_pay};
     return f->s->ops->pay(f->s, f->a, p, idem);
 }
 
@@ -292,22 +305,24 @@ static void test_pay_moves_money_confirms_sells_and_records_everything(void **st
     assert_true(p.out.id > 0);
     assert_int_equal(p.out.amount, 2000);
     assert_int_equal(raw_int(f, "SELECT balance FROM users WHERE id = 9"), 500);
-    assert_int_equal(raw_int(f, "SELECT count(*) FROM seats WHERE status = 2 AND"
-                                " reservation_id = %lld",
+    assert_int_equal(raw_int(f,
+                             "SELECT count(*) FROM seats WHERE status = 2 AND"
+                             " reservation_id = %lld",
                              (long long)r.id),
                      2);
-    assert_int_equal(raw_int(f, "SELECT count(*) FROM reservations WHERE status = 'CONFIRMED'"),
-                     1);
+    assert_int_equal(raw_int(f, "SELECT count(*) FROM reservations WHERE status = 'CONFIRMED'"), 1);
     assert_int_equal(raw_int(f, "SELECT count(*) FROM payments WHERE status = 'COMPLETED' AND"
                                 " amount = 2000"),
                      1);
-    assert_int_equal(raw_int(f, "SELECT count(*) FROM balance_ledger WHERE kind = 'PAYMENT' AND"
-                                " amount = -2000 AND ref = %lld",
+    assert_int_equal(raw_int(f,
+                             "SELECT count(*) FROM balance_ledger WHERE kind = 'PAYMENT' AND"
+                             " amount = -2000 AND ref = %lld",
                              (long long)p.out.id),
                      1);
-    assert_int_equal(raw_int(f, "SELECT count(*) FROM outbox WHERE topic = 'payment.completed'"
-                                " AND aggregate_id = %lld AND"
-                                " json_extract(payload, '$.amount') = 2000",
+    assert_int_equal(raw_int(f,
+                             "SELECT count(*) FROM outbox WHERE topic = 'payment.completed'"
+                             " AND aggregate_id = %lld AND"
+                             " json_extract(payload, '$.amount') = 2000",
                              (long long)p.out.id),
                      1);
     assert_int_equal(available(f, 1), 8);
@@ -346,8 +361,12 @@ static void render(void *ctx, int err, int *status, const char **body, size_t *l
 }
 
 static struct store_idem idem_of(struct render_ctx *x, const char *key, const char *hash) {
-    return (struct store_idem){.scope = "u9", .key = key, .hash = hash,
-                               .ttl_ms = BOOKING_IDEM_TTL_MS, .render = render, .ctx = x};
+    return (struct store_idem){.scope = "u9",
+                               .key = key,
+                               .hash = hash,
+                               .ttl_ms = BOOKING_IDEM_TTL_MS,
+                               .render = render,
+                               .ctx = x};
 }
 
 static void test_same_key_replays_the_first_response_and_moves_no_money(void **state) {
@@ -403,8 +422,8 @@ static void test_keys_older_than_their_ttl_are_forgotten_and_purged(void **state
     struct render_ctx x = {f->a, 0};
     struct store_idem i1 = idem_of(&x, "old", "h");
     assert_int_equal(charge(f, 9, 100, &i1, NULL), 0);
-    struct store_charge c = {.user_id = 9, .amount = 100, .now_ms = NOW + BOOKING_IDEM_TTL_MS,
-                             .credit = booking_credit};
+    struct store_charge c = {
+        .user_id = 9, .amount = 100, .now_ms = NOW + BOOKING_IDEM_TTL_MS, .credit = booking_credit};
     struct store_idem i2 = idem_of(&x, "old", "h");
     assert_int_equal(f->s->ops->charge(f->s, f->a, &c, &i2), 0);
     assert_int_equal(i2.replayed, 0);
