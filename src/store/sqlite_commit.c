@@ -46,6 +46,7 @@ struct sq_job {
     void *arg;
     int result;
     int done;
+    pthread_cond_t cv; /* its writer sleeps here: only finished writers are woken */
     struct sq_job *next;
 };
 
@@ -142,8 +143,8 @@ static void *committer_main(void *p) {
         for (struct sq_job *j = batch, *next; j; j = next) {
             next = j->next; /* j lives on its writer's stack: read next first */
             j->done = 1;
+            pthread_cond_signal(&j->cv);
         }
-        pthread_cond_broadcast(&cm->done);
     }
     pthread_mutex_unlock(&cm->mu);
     return NULL;
@@ -155,7 +156,6 @@ void sq_commit_init(struct sqlite_store *ss) {
     struct sq_commit *cm = &ss->commit;
     pthread_mutex_init(&cm->mu, NULL);
     pthread_cond_init(&cm->wake, NULL);
-    pthread_cond_init(&cm->done, NULL);
     cm->running = cm->stop = 0;
     cm->head = cm->tail = NULL;
     cm->pending = 0;
@@ -171,9 +171,11 @@ int sq_write(struct sqlite_store *ss, sq_apply apply, void *arg) {
         pthread_mutex_unlock(&cm->mu);
         return ERR_UNAVAILABLE;
     }
+    pthread_cond_init(&j.cv, NULL);
     if (!cm->running) {
         if (pthread_create(&cm->thread, NULL, committer_main, ss) != 0) {
             pthread_mutex_unlock(&cm->mu);
+            pthread_cond_destroy(&j.cv);
             LOG_ERROR(MOD, "op=group_commit msg=\"cannot start the committer thread\"");
             return ERR_UNAVAILABLE;
         }
@@ -186,8 +188,9 @@ int sq_write(struct sqlite_store *ss, sq_apply apply, void *arg) {
     cm->tail = &j;
     cm->pending++;
     pthread_cond_signal(&cm->wake);
-    while (!j.done) pthread_cond_wait(&cm->done, &cm->mu);
+    while (!j.done) pthread_cond_wait(&j.cv, &cm->mu);
     pthread_mutex_unlock(&cm->mu);
+    pthread_cond_destroy(&j.cv);
     return j.result;
 }
 
@@ -199,7 +202,6 @@ void sq_commit_stop(struct sqlite_store *ss) {
     pthread_cond_signal(&cm->wake);
     pthread_mutex_unlock(&cm->mu);
     if (running) pthread_join(cm->thread, NULL);
-    pthread_cond_destroy(&cm->done);
     pthread_cond_destroy(&cm->wake);
     pthread_mutex_destroy(&cm->mu);
 }

@@ -40,7 +40,6 @@ struct sq_job;
 struct sq_commit {
     pthread_mutex_t mu;
     pthread_cond_t wake; /* committer: a job was queued, or stop */
-    pthread_cond_t done; /* writers: a batch has finished */
     pthread_t thread;
     int running; /* the thread was started (lazily, by the first sq_write) */
     int stop;    /* close(): finish what is queued, then exit */
