@@ -64,6 +64,7 @@ PYEOF
 # wrk stopped may have committed too, so rows may exceed answered charges.
 ANSWERED=$(awk -v s="$SENT" -v c="$CONNS" 'BEGIN { print s - c }')
 
+# shellcheck disable=SC2317  # called by save_report
 report() {
   echo "balance: charge + lookup, $USERS users, wrk -t$THREADS -c$CONNS -d$DURATION, $(nproc) cores, $(date -u +%FT%TZ)"
   echo "$("$BIN" --version 2>&1 | head -1), $(nginx -v 2>&1 | sed 's/.*: //'); the ledger had $BEFORE rows before the run"

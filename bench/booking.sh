@@ -104,6 +104,7 @@ PYEOF
 )
 read -r DOUBLE PAID_TWICE LEDGER_BAD SOLD PAYS <<<"$DBCHECK"
 
+# shellcheck disable=SC2317  # called by save_report
 report() {
   echo "booking: $USERS users (wrk -t$THREADS -c$USERS -d$DURATION), sessions -> seats -> hold -> pay,"
   echo "$((CONCERTS * SESSIONS * SEATS)) seats stored, $(nproc) cores, $(date -u +%FT%TZ)"

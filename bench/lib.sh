@@ -111,6 +111,7 @@ $1
 CONF
   nginx -e "$WORK/nginx/error.log" -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" &
   PIDS+=($!)
+  # shellcheck disable=SC2034  # read by the calling script
   N="http://127.0.0.1:$port"
 }
 
