@@ -3,8 +3,9 @@
 # Provides: say/die, the concertd binary ($BIN, release build unless
 # CONCERTD_BIN), a scratch dir ($WORK) removed on exit unless BENCH_KEEP=1,
 # processes started with track() stopped by PID on exit, free_port,
-# wait_http, fetch, start_concertd, start_nginx, wrk_run, wrk_parse, the
-# number helpers ratio/lt/ge/le, verdict (counts $FAILS) and save_report.
+# wait_http, fetch, start_concertd, start_nginx (+ nginx_return), wrk_warm,
+# wrk_measure, wrk_run, wrk_parse, secs, the number helpers ratio/lt/ge/le,
+# verdict (counts $FAILS), save_report and bench_exit.
 # The caller sets BENCH_NAME before sourcing.
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -68,13 +69,15 @@ fetch() { # url, out-file, [curl args...]: must be a 200
   [ "$code" = 200 ] || die "GET $url -> $code: $(head -c 300 "$out")"
 }
 
-# start_concertd DB [serve args...]: sets CPID, CPORT and C (base URL).
+# start_concertd DB [serve args...]: serve args, then BENCH_SERVE_ARGS; sets
+# CPID, CPORT and C (base URL).
 start_concertd() {
   local db=$1
   shift
   CPORT=$(free_port)
+  # shellcheck disable=SC2086
   "$BIN" serve --listen "127.0.0.1:$CPORT" --db "sqlite:$db" --log-level warn "$@" \
-    >"$WORK/concertd.out" 2>"$WORK/concertd.err" &
+    ${BENCH_SERVE_ARGS:-} >"$WORK/concertd.out" 2>"$WORK/concertd.err" &
   CPID=$!
   track "$CPID"
   C="http://127.0.0.1:$CPORT"
@@ -121,19 +124,47 @@ EOF
   N="http://127.0.0.1:$NPORT"
 }
 
-# wrk_run NAME CONNS URL [SCRIPT]: warm-up, then the measured run into $WORK/NAME.wrk.
-wrk_run() {
-  local name=$1 conns=$2 url=$3 script=${4:-} s=()
-  [ -n "$script" ] && s=(-s "$script")
-  wrk -t"$THREADS" -c"$conns" -d"$WARMUP" "${s[@]}" "$url" >/dev/null 2>&1 || true
-  say "wrk $name: -t$THREADS -c$conns -d$DURATION $url"
-  wrk -t"$THREADS" -c"$conns" -d"$DURATION" --latency "${s[@]}" "$url" >"$WORK/$name.wrk" 2>&1 \
-    || die "wrk $name failed: $(cat "$WORK/$name.wrk")"
-  [ -z "${CPID:-}" ] || kill -0 "$CPID" 2>/dev/null \
-    || die "concertd died during $name: $(tail -20 "$WORK/concertd.err")"
+# nginx_return PATH STATUS BODY-FILE: a location answering those exact bytes.
+nginx_return() {
+  local body
+  body=$(cat "$3")
+  case $body in *"'"* | *\\*) die "body of $1 has a quote or backslash nginx would alter" ;; esac
+  printf "    location = %s { return %s '%s'; }\n" "$1" "$2" "$body"
 }
 
-# wrk_parse FILE -> "rps p50ms p99ms errors"
+# wrk_warm URL SCRIPT CONNS [script args...]: an unrecorded warm-up run.
+# SCRIPT may be "" (plain GETs of URL).
+wrk_warm() {
+  local url=$1 script=$2 conns=$3 s=()
+  shift 3
+  [ -n "$script" ] && s=(-s "$script")
+  wrk -t"$THREADS" -c"$conns" -d"$WARMUP" "${s[@]}" "$url" -- "$@" >/dev/null 2>&1 || true
+}
+
+# wrk_measure NAME URL SCRIPT CONNS [script args...] -> $WORK/NAME.wrk
+wrk_measure() {
+  local name=$1 url=$2 script=$3 conns=$4 s=()
+  shift 4
+  [ -n "$script" ] && s=(-s "$script")
+  say "wrk $name: -t$THREADS -c$conns -d$DURATION $url"
+  wrk -t"$THREADS" -c"$conns" -d"$DURATION" --latency "${s[@]}" "$url" -- "$@" \
+    >"$WORK/$name.wrk" 2>&1 || die "wrk $name failed: $(cat "$WORK/$name.wrk")"
+  if [ -n "${CPID:-}" ] && ! kill -0 "$CPID" 2>/dev/null; then
+    die "concertd died during $name: $(tail -20 "$WORK/concertd.err")"
+  fi
+}
+
+# wrk_run NAME URL SCRIPT CONNS [script args...]: warm, then measure.
+wrk_run() {
+  local name=$1
+  shift
+  wrk_warm "$@"
+  wrk_measure "$name" "$@"
+}
+
+# wrk_parse FILE -> "rps p50 p95 p99 errors" (ms). A script's done() may
+# print a line "LATENCY_MS p50=.. p95=.. p99=.."; without one, p50 and p99
+# come from wrk's --latency table and p95 is n/a.
 wrk_parse() {
   awk '
     function ms(v) {
@@ -143,13 +174,22 @@ wrk_parse() {
       return v + 0
     }
     /Requests\/sec:/ { rps = $2 }
-    $1 == "50%" { p50 = ms($2) }
-    $1 == "99%" { p99 = ms($2) }
+    $1 == "50%" { p50 = sprintf("%.3f", ms($2)) }
+    $1 == "99%" { p99 = sprintf("%.3f", ms($2)) }
+    /^LATENCY_MS/ { for (i = 2; i <= NF; i++) { split($i, kv, "="); lat[kv[1]] = kv[2] } }
     /Non-2xx or 3xx responses:/ { err += $NF }
     /Socket errors:/ { gsub(/,/, ""); err += $4 + $6 + $8 + $10 }
-    END { printf "%.0f %.3f %.3f %d\n", rps, p50, p99, err }
+    END {
+      if ("p50" in lat) p50 = lat["p50"]
+      if ("p99" in lat) p99 = lat["p99"]
+      p95 = ("p95" in lat) ? lat["p95"] : "n/a"
+      printf "%.0f %s %s %s %d\n", rps, p50, p95, p99, err
+    }
   ' "$1"
 }
+
+# secs DURATION: wrk's "10s" / "2m" in seconds.
+secs() { awk -v d="$1" 'BEGIN { n = d + 0; if (d ~ /m$/) n *= 60; print n }'; }
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 lt() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a < b) }'; }
@@ -161,13 +201,12 @@ verdict() { # ok? text
 }
 
 # save_report FUNCTION [RAW FILES...]: runs the report function into
-# bench/out/NAME-TIME.txt (in this shell, so verdict() counts), prints it,
-# appends the raw files; exits 2 on a FAIL when BENCH_STRICT=1.
+# bench/out/NAME-TIME.txt (in this shell, so verdict() counts), prints it and
+# appends the raw files.
 save_report() {
-  local fn=$1 f
+  local fn=$1 f out
   shift
   mkdir -p "$ROOT/bench/out"
-  local out
   out="$ROOT/bench/out/$BENCH_NAME-$(date -u +%Y%m%dT%H%M%SZ).txt"
   "$fn" >"$out"
   cat "$out"
@@ -175,6 +214,10 @@ save_report() {
     { echo; echo "== $(basename "$f")"; cat "$f"; } >>"$out"
   done
   say "raw output appended to $out"
+}
+
+# bench_exit: 2 when a target FAILed and BENCH_STRICT=1, else 0.
+bench_exit() {
   if [ "$FAILS" -gt 0 ] && [ "${BENCH_STRICT:-0}" = 1 ]; then exit 2; fi
   exit 0
 }

@@ -42,9 +42,8 @@ DB=$WORK/queue.db
   || die "seed failed: $(tail -5 "$WORK/seed.err")"
 # Nobody leaves the line during the run: max_active caps admission, and
 # nobody goes idle. One client address opens every connection.
-# shellcheck disable=SC2086
 start_concertd "$DB" --max-connections-per-ip 0 --queue-max-active 1000 \
-  --queue-waiting-idle 1h ${BENCH_SERVE_ARGS:-}
+  --queue-waiting-idle 1h
 rss() { awk '/VmRSS/ { printf "%.0f", $2 / 1024 }' "/proc/$CPID/status"; }
 
 say "entering $USERS users ..."
@@ -80,8 +79,8 @@ end
 EOF
 
 for conns in 64 1000; do
-  wrk_run "nginx_$conns" "$conns" "$N/api/v1/waiting-queues" "$WORK/poll.lua"
-  wrk_run "concertd_$conns" "$conns" "$C/api/v1/waiting-queues" "$WORK/poll.lua"
+  wrk_run "nginx_$conns" "$N/api/v1/waiting-queues" "$WORK/poll.lua" "$conns"
+  wrk_run "concertd_$conns" "$C/api/v1/waiting-queues" "$WORK/poll.lua" "$conns"
 done
 
 say "paced poll: $USERS users every ${POLL_PERIOD} ms over $POLL_CONNS connections, ${POLL_SECS}s ..."
@@ -104,14 +103,14 @@ report() {
   printf '%-30s %10s %9s %9s %7s\n' "target" "req/s" "p50 ms" "p99 ms" "errors"
   for conns in 64 1000; do
     for n in nginx concertd; do
-      read -r rps p50 p99 err < <(wrk_parse "$WORK/${n}_$conns.wrk")
+      read -r rps p50 _ p99 err < <(wrk_parse "$WORK/${n}_$conns.wrk")
       printf '%-30s %10s %9s %9s %7s\n' "$n poll, $conns conns" "$rps" "$p50" "$p99" "$err"
     done
   done
   echo
   for conns in 64 1000; do
-    read -r n_rps _ n_p99 _ < <(wrk_parse "$WORK/nginx_$conns.wrk")
-    read -r c_rps _ c_p99 c_err < <(wrk_parse "$WORK/concertd_$conns.wrk")
+    read -r n_rps _ _ n_p99 _ < <(wrk_parse "$WORK/nginx_$conns.wrk")
+    read -r c_rps _ _ c_p99 c_err < <(wrk_parse "$WORK/concertd_$conns.wrk")
     echo "ratio concertd/nginx at $conns conns: req/s $(ratio "$c_rps" "$n_rps")  p99 $(ratio "$c_p99" "$n_p99")"
     verdict "$(ge "$c_rps" "$(awk -v n="$n_rps" 'BEGIN { print n * 0.7 }')" && echo 1)" \
       "poll req/s >= 0.7 x nginx at $conns connections (got $(ratio "$c_rps" "$n_rps") x)"
@@ -129,3 +128,4 @@ report() {
 
 save_report report "$WORK"/nginx_64.wrk "$WORK"/concertd_64.wrk "$WORK"/nginx_1000.wrk \
   "$WORK"/concertd_1000.wrk
+bench_exit

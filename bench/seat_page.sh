@@ -51,8 +51,7 @@ fi
   >/dev/null 2>"$WORK/token.err" || die "token seed failed: $(tail -5 "$WORK/token.err")"
 
 # --- concertd ---------------------------------------------------------------
-# shellcheck disable=SC2086
-start_concertd "$DB" ${BENCH_SERVE_ARGS:-}
+start_concertd "$DB"
 
 mkdir -p "$WORK/www"
 chmod 755 "$WORK/www"
@@ -121,16 +120,16 @@ wait_http "$N/concerts" 10 || die "nginx did not start: $(tail -20 "$WORK/nginx/
 cmp -s <(curl -s "$N/seats") "$WORK/www/seats.json" || die "nginx does not serve the seat page bytes"
 
 # --- measure ----------------------------------------------------------------
-run() { wrk_run "$1" "$CONNS" "$2" "${3:-}"; }
+run() { wrk_run "$1" "$2" "${3:-}" "$CONNS"; }
 run nginx_seats "$N/seats" "$WORK/nginx_seats.lua"
 run concertd_seats "$C/" "$WORK/concertd_seats.lua"
 run nginx_concerts "$N/concerts"
 run concertd_concerts "$C/api/v1/concerts"
 
-read -r NS_RPS NS_P50 NS_P99 NS_ERR < <(wrk_parse "$WORK/nginx_seats.wrk")
-read -r CS_RPS CS_P50 CS_P99 CS_ERR < <(wrk_parse "$WORK/concertd_seats.wrk")
-read -r NC_RPS NC_P50 NC_P99 NC_ERR < <(wrk_parse "$WORK/nginx_concerts.wrk")
-read -r CC_RPS CC_P50 CC_P99 CC_ERR < <(wrk_parse "$WORK/concertd_concerts.wrk")
+read -r NS_RPS NS_P50 _ NS_P99 NS_ERR < <(wrk_parse "$WORK/nginx_seats.wrk")
+read -r CS_RPS CS_P50 _ CS_P99 CS_ERR < <(wrk_parse "$WORK/concertd_seats.wrk")
+read -r NC_RPS NC_P50 _ NC_P99 NC_ERR < <(wrk_parse "$WORK/nginx_concerts.wrk")
+read -r CC_RPS CC_P50 _ CC_P99 CC_ERR < <(wrk_parse "$WORK/concertd_concerts.wrk")
 
 report() {
   echo "seat_page: $TOTAL_SEATS seats stored, wrk -t$THREADS -c$CONNS -d$DURATION, $(nproc) cores, $(date -u +%FT%TZ)"
@@ -161,3 +160,4 @@ report() {
 
 save_report report "$WORK"/nginx_seats.wrk "$WORK"/concertd_seats.wrk \
   "$WORK"/nginx_concerts.wrk "$WORK"/concertd_concerts.wrk
+bench_exit

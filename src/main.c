@@ -1,8 +1,9 @@
-/* main.c -- parse the configuration, open the adapters, start the HTTP
- * workers, wait for SIGINT/SIGTERM, shut down in order.
+/* main.c -- parse the configuration, open the adapters, start the hold
+ * sweeper and the HTTP workers, wait for SIGINT/SIGTERM, shut down in order.
  *
  * Shutdown order: stop accepting and finish in-flight requests (http_stop),
- * then stop the waiting-room ticker, close the queue and the store, so
+ * then stop the waiting-room ticker and the hold sweeper, close the queue
+ * and the store (which lets its committer finish the writes queued), so
  * nothing ever runs against a closed adapter. */
 #include <pthread.h>
 #include <signal.h>
@@ -18,6 +19,7 @@
 #include "core/timeutil.h"
 #include "http/server.h"
 #include "queue/queue.h"
+#include "service/booking.h"
 #include "service/waitroom.h"
 #include "store/store.h"
 
@@ -30,9 +32,12 @@ static int open_queue(const struct config *c, struct store *store, struct queue 
     return queue_local_open(store, time_now_ms(), out, err, errlen);
 }
 
-/* Ticker first (it writes through the queue), then the queue, then the store. */
-static void close_all(struct waitroom *wr, struct queue *queue, struct store *store) {
+/* The threads first (the ticker writes through the queue, the sweeper to
+ * the store), then the queue, then the store. sweeper may be NULL. */
+static void close_all(struct waitroom *wr, struct booking_sweeper *sweeper, struct queue *queue,
+                      struct store *store) {
     waitroom_free(wr);
+    if (sweeper) booking_sweeper_stop(sweeper);
     queue->ops->close(queue);
     store->ops->close(store);
 }
@@ -65,6 +70,12 @@ static int serve(const struct config *c) {
         .now_ms = time_now_ms,
     };
     struct waitroom *wr = waitroom_new(queue, &wo);
+    struct booking_sweeper *sweeper = NULL;
+    if (booking_sweeper_start(store, BOOKING_SWEEP_INTERVAL_MS, &sweeper)) {
+        fprintf(stderr, "concertd: cannot start the hold sweeper thread\n");
+        close_all(wr, NULL, queue, store);
+        return 1;
+    }
     struct api_env env = {.store = store, .waitroom = wr, .cfg = c};
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     struct http_opts o = {
@@ -80,7 +91,7 @@ static int serve(const struct config *c) {
     struct http_server *http = NULL;
     if (waitroom_start(wr) || http_start(&o, &env, &http, err, sizeof(err))) {
         fprintf(stderr, "concertd: %s\n", http ? "cannot start the waiting-room ticker" : err);
-        close_all(wr, queue, store);
+        close_all(wr, sweeper, queue, store);
         return 1;
     }
     LOG_INFO("main", "concertd %s ready db=%s store=%s", CONCERT_VERSION, c->db, store->kind);
@@ -89,7 +100,7 @@ static int serve(const struct config *c) {
     sigwait(&stop, &sig);
     LOG_INFO("main", "signal=%s: shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
     http_stop(http);
-    close_all(wr, queue, store);
+    close_all(wr, sweeper, queue, store);
     LOG_INFO("main", "bye");
     return 0;
 }

@@ -12,6 +12,7 @@
  * Memory: everything a handler allocates comes from req->arena and lives
  * until the response has been sent; http/ frees it. */
 #pragma once
+#include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -93,6 +94,11 @@ void api_fail(struct api_req *r, struct api_res *w, int err, const char *msg);
 /* Sets a JSON body built in the arena. */
 void api_json(struct api_res *w, int status, const char *body, size_t len);
 void api_add_header(struct api_res *w, const char *name, const char *value);
+
+/* Decodes the body as one JSON object with only the allowed keys (NULL-
+ * terminated). NULL with the 400 written when it is not. The caller
+ * json_decref()s the result. */
+json_t *api_body_object(struct api_req *r, struct api_res *w, const char *const *allowed);
 
 /* Query parameter helper: reads an integer query parameter within [min, max],
  * defaulting to def when absent. On a bad value it writes the 400 and returns

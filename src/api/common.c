@@ -1,5 +1,5 @@
 /* common.c -- what every api/ handler shares: error bodies, the mapping from
- * enum err to HTTP status, and query-parameter decoding.
+ * enum err to HTTP status, query-parameter and body decoding.
  *
  * This is the one place an error becomes a status code, and the one place a
  * server-side failure is logged (once, with the request id). */
@@ -56,6 +56,13 @@ void api_fail(struct api_req *r, struct api_res *w, int err, const char *msg) {
     case ERR_NOT_FOUND: api_error(r, w, 404, "NOT_FOUND", "%s", msg ? msg : "not found"); return;
     case ERR_FORBIDDEN: api_error(r, w, 403, "FORBIDDEN", "%s", msg ? msg : "forbidden"); return;
     case ERR_CONFLICT: api_error(r, w, 409, "CONFLICT", "%s", msg ? msg : "conflict"); return;
+    case ERR_INSUFFICIENT:
+        api_error(r, w, 402, "INSUFFICIENT_BALANCE", "%s", msg ? msg : "insufficient balance");
+        return;
+    case ERR_IDEMPOTENCY:
+        api_error(r, w, 409, "IDEMPOTENCY_CONFLICT", "%s",
+                  msg ? msg : "this Idempotency-Key was used for a different request");
+        return;
     case ERR_TOO_LARGE:
         api_error(r, w, 413, "PAYLOAD_TOO_LARGE", "%s", msg ? msg : "request too large");
         return;
@@ -90,4 +97,16 @@ int api_query_i64(struct api_req *r, struct api_res *w, const char *name, int64_
     }
     *out = n;
     return 0;
+}
+
+json_t *api_body_object(struct api_req *r, struct api_res *w, const char *const *allowed) {
+    char err[256];
+    json_t *o =
+        jd_parse_object(r->body ? r->body : "", r->body ? r->body_len : 0, err, sizeof(err));
+    if (o && jd_only_keys(o, allowed, err, sizeof(err)) != 0) {
+        json_decref(o);
+        o = NULL;
+    }
+    if (!o) api_error(r, w, 400, "INVALID_REQUEST", "%s", err);
+    return o;
 }

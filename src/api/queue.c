@@ -175,19 +175,22 @@ void api_admin_waiting_room(struct api_req *r, struct api_res *w) {
     write_stats(r, w);
 }
 
-int api_gate(struct api_req *r, struct api_res *w, int64_t want_user, int64_t *user) {
+int api_gate_check(struct api_req *r, struct api_res *w, int64_t want_user, int *verdict,
+                   int64_t *user) {
     enum waitroom_gate g;
-    int64_t owner;
     int rc = waitroom_check(r->env->waitroom, r->header(r, TOKEN_HEADER), want_user, time_now_ms(),
-                            &g, &owner);
+                            &g, user);
     if (rc) {
         api_fail(r, w, rc, NULL);
         return rc;
     }
-    switch (g) {
-    case GATE_OK:
-        if (user) *user = owner;
-        return 0;
+    *verdict = (int)g;
+    return 0;
+}
+
+void api_gate_refuse(struct api_req *r, struct api_res *w, int verdict) {
+    switch ((enum waitroom_gate)verdict) {
+    case GATE_OK: break;
     case GATE_MISSING: token_missing(r, w); break;
     case GATE_INVALID: token_invalid(r, w); break;
     case GATE_NOT_ACTIVE:
@@ -197,5 +200,17 @@ int api_gate(struct api_req *r, struct api_res *w, int64_t want_user, int64_t *u
         api_error(r, w, 403, "FORBIDDEN", "the queue token belongs to another user");
         break;
     }
+}
+
+int api_gate(struct api_req *r, struct api_res *w, int64_t want_user, int64_t *user) {
+    int verdict;
+    int64_t owner;
+    int rc = api_gate_check(r, w, want_user, &verdict, &owner);
+    if (rc) return rc;
+    if (verdict == GATE_OK) {
+        if (user) *user = owner;
+        return 0;
+    }
+    api_gate_refuse(r, w, verdict);
     return ERR_FORBIDDEN;
 }

@@ -13,5 +13,11 @@ const struct api_route api_routes_v1[] = {
     {API_GET, "/api/v1/concerts", api_concerts_list},
     {API_GET, "/api/v1/concerts/{cid}/sessions", api_sessions_list},
     {API_GET, "/api/v1/concerts/{cid}/sessions/{sid}/seats", api_seats_list},
+    {API_POST, "/api/v1/concerts/{cid}/sessions/{sid}/reservations", api_reservation_create},
+    {API_GET, "/api/v1/reservations/{rid}", api_reservation_get},
+    {API_DELETE, "/api/v1/reservations/{rid}", api_reservation_cancel},
+    {API_GET, "/api/v1/users/{uid}/balance", api_balance_get},
+    {API_POST, "/api/v1/users/{uid}/balance/charge", api_balance_charge},
+    {API_POST, "/api/v1/payments", api_payment_create},
     {0, NULL, NULL},
 };

@@ -48,6 +48,11 @@ struct config {
     int64_t queue_tick_ms;
     const char *admin_key; /* NULL: admin routes refuse everyone */
 
+    /* serve: booking */
+    int64_t hold_ttl_ms;        /* how long a hold keeps its seats */
+    int64_t max_seats_per_hold; /* seats one hold may take */
+    int64_t max_charge;         /* largest single balance charge, won */
+
     /* seed */
     int64_t seed_concerts;
     int64_t seed_sessions_per_concert;

@@ -13,6 +13,8 @@ const char *err_str(int err) {
     case ERR_UNAVAILABLE: return "unavailable";
     case ERR_TOO_LARGE: return "too_large";
     case ERR_INTERNAL: return "internal";
+    case ERR_INSUFFICIENT: return "insufficient";
+    case ERR_IDEMPOTENCY: return "idempotency";
     }
     return "unknown";
 }

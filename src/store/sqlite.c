@@ -3,9 +3,10 @@
  * Implements the store port (store.h) over one SQLite file in WAL mode:
  * schema migrations, the read paths of the booking flow, and the bulk writes
  * of `concertd seed` and `concertd import`. Not here: business rules
- * (service/), group commit of the request writes (the committer that uses
- * this store), the schema itself (schema/sqlite/NNNN_*.sql, embedded at
- * build time as store_sqlite_migrations[]).
+ * (service/), group commit of the request writes (sqlite_commit.c), the
+ * booking ops (sqlite_booking.c), the schema itself
+ * (schema/sqlite/NNNN_*.sql, embedded at build time as
+ * store_sqlite_migrations[]).
  *
  * Design notes
  *
@@ -683,6 +684,7 @@ static int sq_migrate(struct store *s) {
 static void sq_close(struct store *s) {
     struct sqlite_store *ss = (struct sqlite_store *)s;
     if (!ss) return;
+    sq_commit_stop(ss); /* before the key goes: the committer's exit parks its connection */
     pthread_key_delete(ss->key);
     struct conn *c = ss->all;
     while (c) {
@@ -714,6 +716,7 @@ int store_sqlite_open(const char *path, struct store **out, char *errbuf, size_t
         free(ss);
         return ERR_IO;
     }
+    sq_commit_init(ss);
     struct conn *c = conn_new(ss, errbuf, errlen); /* fails now on a bad path */
     if (!c) {
         sq_close(&ss->base);
@@ -735,5 +738,15 @@ static const struct store_ops sqlite_ops = {
     .import_event = sq_import_event,
     .queue_save = sq_queue_save,
     .queue_load = sq_queue_load,
+    /* booking (sqlite_booking.c) */
+    .hold_seats = sqb_hold_seats,
+    .get_reservation = sqb_get_reservation,
+    .cancel_reservation = sqb_cancel_reservation,
+    .expire_holds = sqb_expire_holds,
+    .get_balance = sqb_get_balance,
+    .charge = sqb_charge,
+    .pay = sqb_pay,
+    .idem_get = sqb_idem_get,
+    .purge_idempotency = sqb_purge_idempotency,
     .close = sq_close,
 };

@@ -1,8 +1,10 @@
 /* sqlite_int.h -- what the files of the SQLite adapter share.
  *
  * sqlite.c owns connections, migrations, the catalog reads and the bulk
- * loads; the other sqlite_*.c files implement further groups of store ops
- * with the helpers declared here. Nothing outside src/store/ includes this.
+ * loads; sqlite_commit.c the group committer (sq_write); the other
+ * sqlite_*.c files implement further groups of store ops with the helpers
+ * declared here. Nothing outside src/store/ includes this, except the
+ * adapter's unit tests.
  *
  * Statements: every file keeps its SQL in static strings and passes them to
  * sq_stmt(), which prepares each once per connection and finds it again by
@@ -33,6 +35,19 @@ struct conn {
     struct conn *next_idle; /* idle list: connections of exited threads */
 };
 
+/* The group committer's state (sqlite_commit.c); guarded by mu. */
+struct sq_job;
+struct sq_commit {
+    pthread_mutex_t mu;
+    pthread_cond_t wake; /* committer: a job was queued, or stop */
+    pthread_t thread;
+    int running; /* the thread was started (lazily, by the first sq_write) */
+    int stop;    /* close(): finish what is queued, then exit */
+    struct sq_job *head, *tail;
+    size_t pending;
+    uint64_t batches, jobs; /* totals, for tests and metrics */
+};
+
 struct sqlite_store {
     struct store base; /* must be first */
     char *path;
@@ -40,6 +55,7 @@ struct sqlite_store {
     pthread_mutex_t mu; /* guards all, idle */
     struct conn *all;
     struct conn *idle;
+    struct sq_commit commit;
 };
 
 /* The calling thread's connection; NULL (logged) when none can be opened. */
@@ -85,3 +101,59 @@ int sq_collect(struct conn *c, sqlite3_stmt *st, const char *op, struct arena *a
 int sq_queue_save(struct store *s, const struct store_token *t, size_t n);
 int sq_queue_load(struct store *s, store_token_fn each, void *ctx, int64_t *next_seq);
 int sq_seed_tokens(struct conn *c, const struct store_seed *o);
+/* ---- group commit (sqlite_commit.c) --------------------------------------
+ *
+ * sq_write() is how every request-time write reaches the database. The
+ * caller's apply(c, arg) runs on the committer thread's own connection,
+ * inside a transaction the committer owns, together with the jobs of other
+ * concurrent writers: one BEGIN IMMEDIATE, then per job SAVEPOINT, apply,
+ * RELEASE (or ROLLBACK TO when apply fails, so one job's failure leaves the
+ * others' changes alone), then one COMMIT (synchronous=FULL) for the batch.
+ * sq_write returns only after that COMMIT: 0 when apply returned 0 and the
+ * commit is durable; apply's own error; or the COMMIT's error, which every
+ * job of the batch gets.
+ *
+ * apply must: not BEGIN/COMMIT/ROLLBACK itself (savepoints of its own are
+ * fine); not call sq_write; not block on anything but SQLite; leave its
+ * results in arg (the caller reads them after sq_write returns; they are
+ * meaningful only when it returns 0). It may read what earlier jobs of the
+ * batch wrote. The caller is blocked meanwhile, so arg and anything it
+ * points at (such as the caller's arena) may be used freely.
+ *
+ * The committer thread starts with the first sq_write and is stopped and
+ * joined by the store's close(), which first lets it finish what is queued. */
+#define SQ_BATCH_MAX 256 /* jobs per transaction */
+
+typedef int (*sq_apply)(struct conn *c, void *arg);
+int sq_write(struct sqlite_store *ss, sq_apply apply, void *arg);
+
+void sq_commit_init(struct sqlite_store *ss);
+/* Lets the committer finish what is queued, joins it and frees its state:
+ * the store is closing, and no sq_write may run at the same time or after. */
+void sq_commit_stop(struct sqlite_store *ss);
+/* Jobs queued and not yet taken by the committer; totals of batches and jobs
+ * committed or failed so far (either pointer may be NULL). */
+size_t sq_commit_pending(struct sqlite_store *ss);
+void sq_commit_totals(struct sqlite_store *ss, uint64_t *batches, uint64_t *jobs);
+
+/* Savepoints: SQ_SP_JOB is the committer's around each job; apply functions
+ * use SQ_SP_STEP for an inner all-or-nothing step. sq_release() rolls back
+ * to the savepoint first when err is not 0, and returns err, or its own
+ * failure. */
+enum sq_savepoint { SQ_SP_JOB, SQ_SP_STEP };
+int sq_savepoint(struct conn *c, enum sq_savepoint sp);
+int sq_release(struct conn *c, enum sq_savepoint sp, int err);
+
+/* ---- booking ops (sqlite_booking.c), for the ops table in sqlite.c ------- */
+int sqb_hold_seats(struct store *s, struct arena *a, struct store_hold *h,
+                   struct store_reservation *out);
+int sqb_get_reservation(struct store *s, struct arena *a, int64_t id,
+                        struct store_reservation *out);
+int sqb_cancel_reservation(struct store *s, struct arena *a, int64_t id, int64_t caller,
+                           int64_t now_ms, store_res_check check, struct store_reservation *out);
+int sqb_expire_holds(struct store *s, int64_t now_ms, int64_t max, int64_t *n);
+int sqb_get_balance(struct store *s, int64_t user_id, int64_t *balance);
+int sqb_charge(struct store *s, struct arena *a, struct store_charge *c, struct store_idem *idem);
+int sqb_pay(struct store *s, struct arena *a, struct store_pay *p, struct store_idem *idem);
+int sqb_idem_get(struct store *s, struct arena *a, struct store_idem *idem, int64_t now_ms);
+int sqb_purge_idempotency(struct store *s, int64_t before_ms, int64_t *n);

@@ -2,7 +2,8 @@
  * queue_load and the pre-issued tokens of `concertd seed --active-tokens`.
  *
  * The line itself lives in memory (queue/local.c); this file only keeps a
- * copy that survives a restart. Writes merge by state order, so two writes
+ * copy that survives a restart. Saves go through the group commit
+ * (sq_write), batched with the other writes of the moment. Writes merge by state order, so two writes
  * of one token that land out of order keep the later state:
  *
  *     WAITING (1) < ACTIVATED (2) < EXPIRED (3)
@@ -90,12 +91,23 @@ static int save_one(struct conn *c, const struct store_token *t) {
     return sq_exec_st(c, st, "queue_save");
 }
 
+struct save_job {
+    const struct store_token *t;
+    size_t n;
+};
+
+static int save_apply(struct conn *c, void *arg) {
+    const struct save_job *j = arg;
+    int err = 0;
+    for (size_t i = 0; err == 0 && i < j->n; i++) err = save_one(c, &j->t[i]);
+    return err;
+}
+
+/* Through the group commit, like every request-time write: one writer, so
+ * enters never wait on SQLite's busy handler behind the booking writes. */
 int sq_queue_save(struct store *s, const struct store_token *t, size_t n) {
-    struct conn *c = sq_conn(s);
-    if (!c) return ERR_UNAVAILABLE;
-    int err = sq_tx_begin(c);
-    for (size_t i = 0; err == 0 && i < n; i++) err = save_one(c, &t[i]);
-    return sq_tx_end(c, err);
+    struct save_job j = {t, n};
+    return sq_write((struct sqlite_store *)s, save_apply, &j);
 }
 
 int sq_queue_load(struct store *s, store_token_fn each, void *ctx, int64_t *next_seq) {

@@ -92,6 +92,102 @@ struct store_event {
     size_t nblocks;
 };
 
+/* ---- booking: holds, balance, payments ------------------------------------
+ * Types of the booking ops (sqlite_booking.c). Every booking write is one
+ * durable transaction, committed before the op returns (group commit: many
+ * concurrent writes share one commit). The rules (what may be held, paid,
+ * cancelled; limits; overflow) are the service's: ops that must decide
+ * inside their transaction call the service's check function they are given. */
+
+/* Seat status, seats.status. */
+enum store_seat_status { STORE_SEAT_FREE = 0, STORE_SEAT_HELD = 1, STORE_SEAT_SOLD = 2 };
+
+/* Reservation status, reservations.status, as stored (a HELD reservation
+ * past its expiry is EXPIRED to everyone before the sweeper writes it). */
+enum store_res_status {
+    STORE_RES_HELD = 0,
+    STORE_RES_PAYMENT_PENDING,
+    STORE_RES_CONFIRMED,
+    STORE_RES_CANCELLED,
+    STORE_RES_EXPIRED,
+};
+
+struct store_reservation {
+    int64_t id;
+    int64_t user_id;
+    int64_t session_id;
+    int status; /* enum store_res_status */
+    int64_t total_price;
+    int64_t created_at_ms, expires_at_ms, updated_at_ms;
+    struct store_seat *seats; /* by seat number; NULL/0 where an op says so */
+    size_t nseats;
+};
+
+/* A hold request: distinct seat ids of session session_id of concert_id. */
+struct store_hold {
+    int64_t concert_id, session_id, user_id;
+    const int64_t *seat_ids;
+    size_t nseats;
+    int64_t now_ms, expires_at_ms;
+    /* Out, with ERR_NOT_FOUND or ERR_CONFLICT: the seat at fault (id 0 when
+     * the session itself is not found) and, for a conflict, its status. */
+    int64_t bad_seat_id, bad_seat_number;
+    int bad_seat_status;
+};
+
+struct store_payment {
+    int64_t id;
+    int64_t reservation_id;
+    int64_t user_id;
+    int64_t amount;
+    const char *method; /* "balance" */
+    int64_t paid_at_ms;
+};
+
+/* The service's decision inside a transaction, on the rows as they are:
+ * 0 to go ahead or a negative enum err to refuse. */
+typedef int (*store_res_check)(const struct store_reservation *r, int64_t user_id, int64_t balance,
+                               int64_t now_ms);
+typedef int (*store_credit_check)(int64_t balance, int64_t amount, int64_t *after);
+
+struct store_charge {
+    int64_t user_id, amount, now_ms;
+    store_credit_check credit; /* new balance, or ERR_INVALID on overflow */
+    int64_t balance;           /* out: the balance after the charge */
+};
+
+struct store_pay {
+    int64_t reservation_id, user_id, now_ms;
+    const char *method;    /* only "balance" moves money here */
+    store_res_check check; /* ERR_FORBIDDEN, ERR_CONFLICT, ERR_INSUFFICIENT, or 0 */
+    struct store_payment out;
+    /* Out, whenever the reservation was found: it as read before the
+     * payment (no seats), and the payer's balance then. */
+    struct store_reservation res;
+    int64_t balance;
+};
+
+/* Idempotency-Key handling for charge and pay (invariant 4). The key row is
+ * written in the same transaction as the money movement, so of concurrent
+ * duplicates exactly one moves money and the others replay its response. */
+struct store_idem {
+    const char *scope; /* whose keys: "u42" */
+    const char *key;   /* 1..64 bytes */
+    const char *hash;  /* fingerprint of the request (method, path, body) */
+    int64_t ttl_ms;    /* rows older than this are forgotten */
+    /* Called inside the transaction with the op's outcome (0, with the op's
+     * out fields set, or the op's business error) to make the response that
+     * is stored; status >= 500 is not stored. body lives in the caller's
+     * arena. */
+    void (*render)(void *ctx, int err, int *status, const char **body, size_t *len);
+    void *ctx;
+    /* Out: 1 when a stored response was found and is returned instead. */
+    int replayed;
+    int status;
+    const char *body; /* copied into the op's arena */
+    size_t len;
+};
+
 struct store_ops {
     /* Applies the numbered migrations not yet applied; idempotent. */
     int (*migrate)(struct store *s);
@@ -126,6 +222,45 @@ struct store_ops {
      * arrival order and sets *next_seq above every seq ever used. */
     int (*queue_save)(struct store *s, const struct store_token *t, size_t n);
     int (*queue_load)(struct store *s, store_token_fn each, void *ctx, int64_t *next_seq);
+    /* ---- booking (sqlite_booking.c) -------------------------------------- */
+    /* All-or-nothing hold of h->seat_ids for h->user_id (created on first
+     * use), HELD until h->expires_at_ms. ERR_NOT_FOUND: no such session of
+     * the concert, or a seat that is unknown or of another session (checked
+     * for every seat before any is taken); ERR_CONFLICT: a seat is held by a
+     * live hold or sold. Seats of a hold past its expiry are taken back from
+     * it first (it becomes EXPIRED). *out gets the reservation with its seats. */
+    int (*hold_seats)(struct store *s, struct arena *a, struct store_hold *h,
+                      struct store_reservation *out);
+    /* The reservation with its seats, as stored. ERR_NOT_FOUND. */
+    int (*get_reservation)(struct store *s, struct arena *a, int64_t id,
+                           struct store_reservation *out);
+    /* Cancels reservation id for caller: check (see store_res_check, called
+     * with balance 0) returns 0 to cancel (seats released), 1 to change
+     * nothing, or the error. *out gets the reservation as it is afterwards. */
+    int (*cancel_reservation)(struct store *s, struct arena *a, int64_t id, int64_t caller,
+                              int64_t now_ms, store_res_check check, struct store_reservation *out);
+    /* Expires at most max HELD reservations with expires_at <= now_ms,
+     * releasing their seats; *n gets how many (NULL allowed). */
+    int (*expire_holds)(struct store *s, int64_t now_ms, int64_t max, int64_t *n);
+    /* The balance of user_id; 0 for a user never seen. */
+    int (*get_balance)(struct store *s, int64_t user_id, int64_t *balance);
+    /* Adds c->amount to the user's balance (creating the user) with a CHARGE
+     * ledger row. idem may be NULL. */
+    int (*charge)(struct store *s, struct arena *a, struct store_charge *c,
+                  struct store_idem *idem);
+    /* Pays reservation p->reservation_id from p->user_id's balance: debit,
+     * PAYMENT ledger row, payment COMPLETED, reservation CONFIRMED, seats
+     * SOLD and a payment.completed outbox event, in one transaction.
+     * ERR_NOT_FOUND for an unknown reservation, else p->check's verdict.
+     * idem may be NULL. */
+    int (*pay)(struct store *s, struct arena *a, struct store_pay *p, struct store_idem *idem);
+    /* Looks idem's key up without writing: idem->replayed set with the
+     * stored response, or left 0 when there is none younger than
+     * idem->ttl_ms; ERR_IDEMPOTENCY when the key was used for another request. */
+    int (*idem_get)(struct store *s, struct arena *a, struct store_idem *idem, int64_t now_ms);
+    /* Deletes stored idempotent responses created before before_ms. */
+    int (*purge_idempotency)(struct store *s, int64_t before_ms, int64_t *n);
+    /* ---- end of booking ---------------------------------------------------- */
 
     /* Closes every connection and frees s. */
     void (*close)(struct store *s);

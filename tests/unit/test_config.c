@@ -25,6 +25,9 @@ static const char *const env_vars[] = {
     "CONCERT_MAX_BODY",
     "CONCERT_MAX_HEADER_BYTES",
     "CONCERT_SHUTDOWN_GRACE",
+    "CONCERT_HOLD_TTL",
+    "CONCERT_MAX_SEATS_PER_HOLD",
+    "CONCERT_MAX_CHARGE",
     "CONCERT_CONCERTS",
     "CONCERT_SESSIONS_PER_CONCERT",
     "CONCERT_SEATS_PER_SESSION",
@@ -82,6 +85,35 @@ static void test_defaults_without_arguments(void **state) {
     assert_int_equal(c.max_body, 65536);
     assert_int_equal(c.max_header_bytes, 8192);
     assert_int_equal(c.shutdown_grace_ms, 10000);
+    assert_int_equal(c.hold_ttl_ms, 300000);
+    assert_int_equal(c.max_seats_per_hold, 4);
+    assert_int_equal(c.max_charge, 10000000);
+}
+
+static void test_booking_options_and_their_bounds(void **state) {
+    (void)state;
+    struct config c;
+    assert_int_equal(LOAD(&c, "--hold-ttl", "3s", "--max-seats-per-hold", "10", "--max-charge",
+                          "9223372036854775807"),
+                     0);
+    assert_int_equal(c.hold_ttl_ms, 3000);
+    assert_int_equal(c.max_seats_per_hold, 10);
+    assert_int_equal(c.max_charge, INT64_MAX);
+    setenv("CONCERT_HOLD_TTL", "1s", 1);
+    setenv("CONCERT_MAX_CHARGE", "500", 1);
+    assert_int_equal(LOAD0(&c), 0);
+    assert_int_equal(c.hold_ttl_ms, 1000);
+    assert_int_equal(c.max_charge, 500);
+    REFUSED("invalid value \"999ms\" for --hold-ttl (CONCERT_HOLD_TTL): expected a duration "
+            "(300, 300s, 250ms, 5m, 1h, 2d) between 1s and 1d",
+            "--hold-ttl", "999ms");
+    REFUSED("invalid value \"0\" for --max-seats-per-hold (CONCERT_MAX_SEATS_PER_HOLD): expected "
+            "an integer between 1 and 100",
+            "--max-seats-per-hold", "0");
+    REFUSED("invalid value \"0\" for --max-charge (CONCERT_MAX_CHARGE): expected an integer "
+            "between 1 and 9223372036854775807",
+            "--max-charge", "0");
+    REFUSED("option --hold-ttl is not valid for \"seed\"", "seed", "--hold-ttl", "5s");
 }
 
 static void test_seed_defaults(void **state) {
@@ -331,6 +363,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         T(test_defaults_without_arguments),
         T(test_seed_defaults),
+        T(test_booking_options_and_their_bounds),
         T(test_env_overrides_default),
         T(test_flag_overrides_env),
         T(test_flag_equals_form),

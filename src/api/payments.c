@@ -1,0 +1,169 @@
+/* payments.c -- paying a held reservation.
+ *
+ *   POST /api/v1/payments  {"userId","reservationId","method"?}   (Idempotency-Key honoured)
+ *
+ * Decode, call service/booking, encode, map errors: 404 unknown reservation,
+ * 403 another user's, 409 RESERVATION_NOT_PAYABLE, 402 INSUFFICIENT_BALANCE,
+ * 503 GATEWAY_UNAVAILABLE for card payments (no gateway yet). The response is
+ * made inside the store's transaction (render_payment) so that, with an
+ * Idempotency-Key, the bytes sent are the ones stored for replay. */
+#include <stdio.h>
+#include <string.h>
+
+#include "api/idempotency.h"
+#include "api/routes.h"
+#include "core/arena.h"
+#include "core/err.h"
+#include "core/json.h"
+#include "core/timeutil.h"
+#include "service/booking.h"
+#include "service/waitroom.h"
+#include "store/store.h"
+
+static const char *const pay_keys[] = {"userId", "reservationId", "method", NULL};
+
+static void reply_payment(struct api_req *r, struct api_res *w, const struct store_payment *p) {
+    struct jw j;
+    jw_init(&j, r->arena, 192);
+    jw_obj_begin(&j);
+    jw_kv_i64(&j, "paymentId", p->id);
+    jw_kv_i64(&j, "reservationId", p->reservation_id);
+    jw_kv_i64(&j, "userId", p->user_id);
+    jw_kv_i64(&j, "amount", p->amount);
+    jw_kv_str(&j, "method", p->method);
+    jw_kv_str(&j, "status", "COMPLETED");
+    jw_key(&j, "paidAt");
+    jw_time(&j, p->paid_at_ms);
+    jw_obj_end(&j);
+    size_t len;
+    char *body = jw_finish(&j, &len);
+    api_json(w, 201, body, len);
+}
+
+struct pay_ctx {
+    struct api_req *r;
+    struct api_res *w;
+    struct store_pay *p;
+    int rendered;
+};
+
+/* The response to a payment that ran with outcome err (0 or a business error). */
+static void render_payment(void *ctx, int err, int *status, const char **body, size_t *len) {
+    struct pay_ctx *x = ctx;
+    struct api_req *r = x->r;
+    const struct store_pay *p = x->p;
+    long long rid = p->reservation_id;
+    switch (err) {
+    case 0: reply_payment(r, x->w, &p->out); break;
+    case ERR_NOT_FOUND:
+        api_fail(r, x->w, err, arena_sprintf(r->arena, "reservation %lld not found", rid));
+        break;
+    case ERR_FORBIDDEN:
+        api_fail(r, x->w, err,
+                 arena_sprintf(r->arena, "reservation %lld is not a reservation of user %lld", rid,
+                               (long long)p->user_id));
+        break;
+    case ERR_CONFLICT:
+        api_error(r, x->w, 409, "RESERVATION_NOT_PAYABLE",
+                  "reservation %lld is %s, not a live hold", rid,
+                  booking_status_name(booking_effective_status(&p->res, p->now_ms)));
+        break;
+    case ERR_INSUFFICIENT:
+        api_fail(r, x->w, err,
+                 arena_sprintf(r->arena,
+                               "balance %lld of user %lld is less than the price %lld of "
+                               "reservation %lld",
+                               (long long)p->balance, (long long)p->user_id,
+                               (long long)p->res.total_price, rid));
+        break;
+    default: api_fail(r, x->w, err, NULL); break;
+    }
+    x->rendered = 1;
+    *status = x->w->status;
+    *body = x->w->body;
+    *len = x->w->body_len;
+}
+
+static int decode_payment(struct api_req *r, struct api_res *w, struct store_pay *p) {
+    json_t *o = api_body_object(r, w, pay_keys);
+    if (!o) return ERR_INVALID;
+    char err[256];
+    const char *method = NULL;
+    int rc = jd_i64_or_str(o, "userId", 1, 1, INT64_MAX, &p->user_id, err, sizeof(err));
+    if (rc == 0)
+        rc = jd_i64(o, "reservationId", 1, 1, INT64_MAX, &p->reservation_id, err, sizeof(err));
+    if (rc == 0) rc = jd_str(o, "method", 0, 16, &method, err, sizeof(err));
+    if (rc == 0) rc = booking_check_method(method, err, sizeof(err));
+    if (rc == 0) p->method = arena_strdup(r->arena, method ? method : "balance");
+    json_decref(o);
+    if (rc < 0) api_fail(r, w, ERR_INVALID, err);
+    return rc < 0 ? rc : 0;
+}
+
+static int business(int err) {
+    return err == 0 || err == ERR_NOT_FOUND || err == ERR_FORBIDDEN || err == ERR_CONFLICT ||
+           err == ERR_INSUFFICIENT;
+}
+
+/* Paying expires the payer's waiting-room token, so a retry of a payment
+ * that went through (same Idempotency-Key, same body) arrives with an
+ * EXPIRED token. It still gets the first answer back (invariant 4): when
+ * the token is the payer's and the key has a stored response for this very
+ * request, that is replayed. Anything else keeps the gate's 403. Returns 1
+ * when it answered. */
+static int replay_after_paying(struct api_req *r, struct api_res *w, int64_t token_user) {
+    if (token_user <= 0 || !r->header(r, "Idempotency-Key")) return 0;
+    struct api_res scratch = {0}; /* errors here are not the answer: the 403 is */
+    struct store_pay p = {0};
+    struct store_idem idem;
+    int use = 0;
+    if (decode_payment(r, &scratch, &p) || p.user_id != token_user ||
+        api_idem_begin(r, &scratch, token_user, &idem, &use) || !use)
+        return 0;
+    idem.ttl_ms = BOOKING_IDEM_TTL_MS;
+    struct store *s = r->env->store;
+    if (s->ops->idem_get(s, r->arena, &idem, time_now_ms()) || !idem.replayed) return 0;
+    api_idem_replay(w, &idem);
+    return 1;
+}
+
+void api_payment_create(struct api_req *r, struct api_res *w) {
+    int64_t caller;
+    int verdict;
+    struct store_pay p = {.now_ms = time_now_ms()};
+    if (api_gate_check(r, w, 0, &verdict, &caller)) return;
+    if (verdict != GATE_OK) {
+        if (verdict != GATE_NOT_ACTIVE || !replay_after_paying(r, w, caller))
+            api_gate_refuse(r, w, verdict);
+        return;
+    }
+    if (decode_payment(r, w, &p)) return;
+    if (caller != p.user_id) {
+        api_fail(r, w, ERR_FORBIDDEN,
+                 arena_sprintf(r->arena, "userId %lld is not the caller", (long long)p.user_id));
+        return;
+    }
+    struct store_idem idem;
+    int use_idem;
+    if (api_idem_begin(r, w, p.user_id, &idem, &use_idem)) return;
+    struct pay_ctx x = {r, w, &p, 0};
+    idem.render = render_payment;
+    idem.ctx = &x;
+    int rc = booking_pay(r->env->store, r->arena, &p, use_idem ? &idem : NULL);
+    if (use_idem && idem.replayed && rc == 0) {
+        api_idem_replay(w, &idem);
+    } else if (rc == ERR_UNAVAILABLE && strcmp(p.method, "card") == 0) {
+        api_error(r, w, 503, "GATEWAY_UNAVAILABLE",
+                  "card payments need the payment gateway, which is not configured");
+    } else if (business(rc)) {
+        int status;
+        const char *body;
+        size_t len;
+        if (!x.rendered) render_payment(&x, rc, &status, &body, &len);
+        /* Paid: the user's waiting-room token has done its job (DESIGN.md
+         * 3). The payment is committed whatever this says. */
+        if (rc == 0) waitroom_paid(r->env->waitroom, p.user_id, time_now_ms());
+    } else {
+        api_fail(r, w, rc, NULL);
+    }
+}

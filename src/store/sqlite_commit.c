@@ -1,0 +1,221 @@
+/* sqlite_commit.c -- group commit for the SQLite adapter (see sq_write() in
+ * sqlite_int.h).
+ *
+ * Responsible for turning many concurrent small writes into few durable
+ * commits: writers queue a job and sleep; one committer thread per store
+ * runs the queued jobs in one transaction and wakes them after its COMMIT.
+ * Not here: what the jobs do (sqlite_booking.c and later the waiting room's
+ * persistence), connections and statements (sqlite.c).
+ *
+ * Design notes
+ *
+ *   1. Durability. Connections use synchronous=FULL, so COMMIT returns after
+ *      the WAL is fsynced. A writer is woken only after the COMMIT of the
+ *      batch holding its job returned, so a 2xx built from sq_write's 0 is
+ *      sent only for a change that is on disk (invariant 3).
+ *   2. Isolation of jobs. Each job runs between SAVEPOINT job and RELEASE
+ *      job; a job whose apply fails is rolled back to its savepoint, so the
+ *      batch commits the other jobs' changes without it. Jobs run in queue
+ *      order, one at a time, on one connection: each sees what the earlier
+ *      ones wrote, so a check followed by a write inside one job is atomic
+ *      with respect to every other writer that uses sq_write.
+ *   3. Failure of the batch. If BEGIN or COMMIT fails, or SQLite rolls the
+ *      whole transaction back under a job (disk full, I/O error), every job
+ *      of the batch that had not failed on its own gets that error: nothing
+ *      of the batch is committed, and nobody is told otherwise.
+ *   4. Batching. The committer takes every queued job, up to SQ_BATCH_MAX,
+ *      each time it finishes a batch: under load, jobs queue while the
+ *      previous COMMIT's fsync runs and the next batch takes them all; with
+ *      one writer, a batch is one job and nobody waits for a timer.
+ *   5. Life cycle. The thread starts with the first sq_write (the CLI
+ *      commands never start it). sq_commit_stop() sets stop, lets the
+ *      committer finish every job already queued, joins it, and from then on
+ *      sq_write fails with ERR_UNAVAILABLE. */
+#include <assert.h>
+#include <pthread.h>
+#include <sqlite3.h>
+
+#include "core/err.h"
+#include "core/log.h"
+#include "store/sqlite_int.h"
+
+#define MOD "store"
+
+struct sq_job {
+    sq_apply apply;
+    void *arg;
+    int result;
+    int done;
+    pthread_cond_t cv; /* its writer sleeps here: only finished writers are woken */
+    struct sq_job *next;
+};
+
+static const struct {
+    const char *save, *release, *rollback;
+} SP_SQL[] = {
+    [SQ_SP_JOB] = {"SAVEPOINT job", "RELEASE job", "ROLLBACK TO job"},
+    [SQ_SP_STEP] = {"SAVEPOINT step", "RELEASE step", "ROLLBACK TO step"},
+};
+
+static const char SQL_BEGIN[] = "BEGIN IMMEDIATE";
+static const char SQL_COMMIT[] = "COMMIT";
+static const char SQL_ROLLBACK[] = "ROLLBACK";
+
+static _Thread_local int on_committer; /* set on the committer thread: sq_write would deadlock */
+
+int sq_savepoint(struct conn *c, enum sq_savepoint sp) {
+    return sq_exec_ints(c, SP_SQL[sp].save, 0, NULL);
+}
+
+int sq_release(struct conn *c, enum sq_savepoint sp, int err) {
+    if (err) {
+        int rc = sq_exec_ints(c, SP_SQL[sp].rollback, 0, NULL);
+        if (rc) return rc; /* the transaction is gone (see design note 3) */
+    }
+    int rc = sq_exec_ints(c, SP_SQL[sp].release, 0, NULL);
+    return err ? err : rc;
+}
+
+/* ---- the committer ------------------------------------------------------- */
+
+/* Runs one job inside the open transaction. Returns the job's result; sets
+ * *lost when the transaction itself is gone afterwards. */
+static int run_job(struct conn *c, struct sq_job *j, int *lost) {
+    int err = sq_savepoint(c, SQ_SP_JOB);
+    if (err == 0) err = sq_release(c, SQ_SP_JOB, j->apply(c, j->arg));
+    *lost = sqlite3_get_autocommit(c->db);
+    return err;
+}
+
+/* Runs a batch (a list of n jobs) in one transaction and sets each result. */
+static void run_batch(struct conn *c, struct sq_job *batch) {
+    int err = c ? sq_exec_ints(c, SQL_BEGIN, 0, NULL) : ERR_UNAVAILABLE;
+    int lost = 0;
+    for (struct sq_job *j = batch; j; j = j->next) {
+        if (err || lost) {
+            j->result = err ? err : ERR_IO;
+            continue;
+        }
+        j->result = run_job(c, j, &lost);
+    }
+    if (err == 0 && lost) {
+        LOG_ERROR(MOD, "op=group_commit msg=\"transaction rolled back by SQLite mid-batch\"");
+        err = ERR_IO;
+    }
+    if (err == 0) err = sq_exec_ints(c, SQL_COMMIT, 0, NULL);
+    if (c && !sqlite3_get_autocommit(c->db)) sq_exec_ints(c, SQL_ROLLBACK, 0, NULL);
+    if (err == 0) return;
+    for (struct sq_job *j = batch; j; j = j->next)
+        if (j->result == 0) j->result = err;
+}
+
+/* Takes up to SQ_BATCH_MAX queued jobs off the queue; cm->mu is held. */
+static struct sq_job *take_batch(struct sq_commit *cm) {
+    struct sq_job *first = cm->head, *last = first;
+    size_t n = 1;
+    while (last->next && n < SQ_BATCH_MAX) {
+        last = last->next;
+        n++;
+    }
+    cm->head = last->next;
+    if (!cm->head) cm->tail = NULL;
+    last->next = NULL;
+    cm->pending -= n;
+    cm->batches++;
+    cm->jobs += n;
+    return first;
+}
+
+static void *committer_main(void *p) {
+    struct sqlite_store *ss = p;
+    struct sq_commit *cm = &ss->commit;
+    on_committer = 1;
+    struct conn *c = sq_conn(&ss->base); /* this thread's own connection */
+    pthread_mutex_lock(&cm->mu);
+    for (;;) {
+        while (!cm->head && !cm->stop) pthread_cond_wait(&cm->wake, &cm->mu);
+        if (!cm->head) break; /* stop, and nothing left to do */
+        struct sq_job *batch = take_batch(cm);
+        pthread_mutex_unlock(&cm->mu);
+        if (!c) c = sq_conn(&ss->base); /* retry a connection that failed to open */
+        run_batch(c, batch);
+        pthread_mutex_lock(&cm->mu);
+        for (struct sq_job *j = batch, *next; j; j = next) {
+            next = j->next; /* j lives on its writer's stack: read next first */
+            j->done = 1;
+            pthread_cond_signal(&j->cv);
+        }
+    }
+    pthread_mutex_unlock(&cm->mu);
+    return NULL;
+}
+
+/* ---- the writers' side --------------------------------------------------- */
+
+void sq_commit_init(struct sqlite_store *ss) {
+    struct sq_commit *cm = &ss->commit;
+    pthread_mutex_init(&cm->mu, NULL);
+    pthread_cond_init(&cm->wake, NULL);
+    cm->running = cm->stop = 0;
+    cm->head = cm->tail = NULL;
+    cm->pending = 0;
+    cm->batches = cm->jobs = 0;
+}
+
+int sq_write(struct sqlite_store *ss, sq_apply apply, void *arg) {
+    assert(!on_committer); /* a job must not write through the queue it runs in */
+    struct sq_commit *cm = &ss->commit;
+    struct sq_job j = {.apply = apply, .arg = arg};
+    pthread_mutex_lock(&cm->mu);
+    if (cm->stop) {
+        pthread_mutex_unlock(&cm->mu);
+        return ERR_UNAVAILABLE;
+    }
+    pthread_cond_init(&j.cv, NULL);
+    if (!cm->running) {
+        if (pthread_create(&cm->thread, NULL, committer_main, ss) != 0) {
+            pthread_mutex_unlock(&cm->mu);
+            pthread_cond_destroy(&j.cv);
+            LOG_ERROR(MOD, "op=group_commit msg=\"cannot start the committer thread\"");
+            return ERR_UNAVAILABLE;
+        }
+        cm->running = 1;
+    }
+    if (cm->tail)
+        cm->tail->next = &j;
+    else
+        cm->head = &j;
+    cm->tail = &j;
+    cm->pending++;
+    pthread_cond_signal(&cm->wake);
+    while (!j.done) pthread_cond_wait(&j.cv, &cm->mu);
+    pthread_mutex_unlock(&cm->mu);
+    pthread_cond_destroy(&j.cv);
+    return j.result;
+}
+
+void sq_commit_stop(struct sqlite_store *ss) {
+    struct sq_commit *cm = &ss->commit;
+    pthread_mutex_lock(&cm->mu);
+    cm->stop = 1;
+    int running = cm->running;
+    pthread_cond_signal(&cm->wake);
+    pthread_mutex_unlock(&cm->mu);
+    if (running) pthread_join(cm->thread, NULL);
+    pthread_cond_destroy(&cm->wake);
+    pthread_mutex_destroy(&cm->mu);
+}
+
+size_t sq_commit_pending(struct sqlite_store *ss) {
+    pthread_mutex_lock(&ss->commit.mu);
+    size_t n = ss->commit.pending;
+    pthread_mutex_unlock(&ss->commit.mu);
+    return n;
+}
+
+void sq_commit_totals(struct sqlite_store *ss, uint64_t *batches, uint64_t *jobs) {
+    pthread_mutex_lock(&ss->commit.mu);
+    if (batches) *batches = ss->commit.batches;
+    if (jobs) *jobs = ss->commit.jobs;
+    pthread_mutex_unlock(&ss->commit.mu);
+}
