@@ -327,3 +327,34 @@ def test_seeded_tokens_are_activated_for_their_users(server):
     assert_error(srv.get(Q, token=active_token(6)), 401, "TOKEN_INVALID")
     # Entering as a seeded user returns the seeded token.
     assert enter(srv, 3, 200)["token"] == active_token(3)
+
+
+def test_positions_exact_under_concurrent_enters_and_leaves(server):
+    srv = room(server, "--queue-max-active", "5", "--queue-admit-per-sec", "100000")
+    first = [enter(srv, u, 201) for u in range(1, 201)]
+    leavers = [g["token"] for g in first[::3]]
+
+    def leave(tok):
+        r = srv.delete(Q, token=tok)
+        assert r.status == 204, r
+
+    with ThreadPoolExecutor(max_workers=32) as ex:
+        joins = ex.map(lambda u: enter(srv, u, 201), range(201, 501))
+        list(ex.map(leave, leavers))
+        late = list(joins)
+    wait_for(lambda: stats(srv)["active"] == 5, 5, what="5 active")
+    tokens = [g["token"] for g in first + late]
+    with ThreadPoolExecutor(max_workers=32) as ex:
+        polled = list(ex.map(lambda t: poll(srv, t), tokens))
+    by_status = {}
+    for p in polled:
+        by_status.setdefault(p["status"], []).append(p)
+    assert len(by_status["EXPIRED"]) == len(leavers)
+    assert len(by_status["ACTIVATED"]) == 5
+    waiting = sorted(p["position"] for p in by_status["WAITING"])
+    assert waiting == list(range(1, 500 - len(leavers) - 5 + 1)), "positions are not exact"
+    # Arrival order is kept: among the first 200, positions follow entry order.
+    firsts = [p["position"] for p in polled[:200] if p["status"] == "WAITING"]
+    assert firsts == sorted(firsts)
+    s = stats(srv)
+    assert s["waiting"] == len(waiting) and s["active"] == 5, s
