@@ -45,12 +45,16 @@ DB=$WORK/queue.db
 start_concertd "$DB" --max-connections-per-ip 0 --queue-max-active 1000 \
   --queue-waiting-idle 1h
 rss() { awk '/VmRSS/ { printf "%.0f", $2 / 1024 }' "/proc/$CPID/status"; }
+# RSS split: anonymous memory (the line, connections, caches) and mapped file
+# pages (SQLite's mmap of the database, shared with the kernel's page cache).
+rss_split() { awk '/RssAnon|RssFile/ { printf "%s %.0f MB ", $1, $2 / 1024 }' "/proc/$CPID/status"; }
 
 say "entering $USERS users ..."
 "$WORK/qpoll" enter 127.0.0.1 "$CPORT" 1 "$USERS" 64 "$WORK/tokens" >"$WORK/enter.out" \
   || die "enter failed: $(cat "$WORK/enter.out")"
 ENTER=$(cat "$WORK/enter.out")
 RSS_LINE=$(rss)
+RSS_LINE_SPLIT=$(rss_split)
 kv() { sed -n "s/.*[ ^]$1=\([^ ]*\).*/\1/p" <<<" $2"; }
 
 # The bytes of one poll by someone in the middle of the line, for nginx.
@@ -88,6 +92,7 @@ say "paced poll: $USERS users every ${POLL_PERIOD} ms over $POLL_CONNS connectio
   >"$WORK/poll.out" || die "paced poll failed: $(cat "$WORK/poll.out")"
 POLL=$(cat "$WORK/poll.out")
 RSS_POLL=$(rss)
+RSS_POLL_SPLIT=$(rss_split)
 kill -0 "$CPID" 2>/dev/null || die "concertd died: $(tail -20 "$WORK/concertd.err")"
 STATS=$(curl -s "$C/api/v1/waiting-queues/stats")
 
@@ -98,7 +103,7 @@ report() {
   echo
   echo "enter:       $ENTER"
   echo "paced poll:  $POLL"
-  echo "RSS:         ${RSS_LINE} MB after entering, ${RSS_POLL} MB after the paced poll"
+  echo "RSS:         ${RSS_LINE} MB after entering (${RSS_LINE_SPLIT}), ${RSS_POLL} MB after the paced poll (${RSS_POLL_SPLIT})"
   echo
   printf '%-30s %10s %9s %9s %7s\n' "target" "req/s" "p50 ms" "p99 ms" "errors"
   for conns in 64 1000; do
