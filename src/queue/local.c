@@ -435,6 +435,17 @@ static int lq_lookup(struct queue *qq, const char *token, int64_t now, int touch
     return 0;
 }
 
+static int lq_lookup_user(struct queue *qq, int64_t user_id, int64_t now,
+                          struct queue_ticket *out) {
+    (void)now;
+    struct local_queue *q = (struct local_queue *)qq;
+    pthread_mutex_lock(&q->mu);
+    uint32_t v = table_get(q, BY_USER, NULL, user_id);
+    if (v != NIL) ticket_of(q, v - 1, out);
+    pthread_mutex_unlock(&q->mu);
+    return v == NIL ? ERR_NOT_FOUND : 0;
+}
+
 /* Expires the entry found by token or user (under the lock) and writes it. */
 static int expire_where(struct local_queue *q, enum key_kind kind, const char *token, int64_t user,
                         int64_t now, const char *what) {
@@ -519,6 +530,7 @@ static void lq_close(struct queue *qq) {
 static const struct queue_ops local_ops = {
     .enter = lq_enter,
     .lookup = lq_lookup,
+    .lookup_user = lq_lookup_user,
     .leave = lq_leave,
     .expire_user = lq_expire_user,
     .tick = lq_tick,

@@ -49,6 +49,9 @@ struct queue_ops {
      * token from being dropped as idle. ERR_NOT_FOUND for an unknown token. */
     int (*lookup)(struct queue *q, const char *token, int64_t now, int touch,
                   struct queue_ticket *out);
+    /* The user's live (WAITING or ACTIVATED) token, as lookup() without a
+     * touch. ERR_NOT_FOUND when the user holds none. */
+    int (*lookup_user)(struct queue *q, int64_t user_id, int64_t now, struct queue_ticket *out);
     /* The holder leaves: the token expires now (an ACTIVATED one frees its
      * slot for the next admission). ERR_NOT_FOUND for an unknown token;
      * leaving twice is fine. */

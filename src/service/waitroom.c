@@ -190,6 +190,27 @@ int waitroom_leave(struct waitroom *w, const char *token, int64_t now) {
     return w->q->ops->leave(w->q, token, now);
 }
 
+int waitroom_status_of_user(struct waitroom *w, int64_t user_id, int64_t now,
+                            struct waitroom_view *out) {
+    if (user_id <= 0) return ERR_NOT_FOUND;
+    int rc = w->q->ops->lookup_user(w->q, user_id, now, &out->t);
+    if (rc == 0) view_of(w, now, out);
+    return rc;
+}
+
+int waitroom_check_user(struct waitroom *w, int64_t user_id, int64_t now,
+                        enum waitroom_gate *gate) {
+    struct queue_ticket t;
+    int rc = user_id > 0 ? w->q->ops->lookup_user(w->q, user_id, now, &t) : ERR_NOT_FOUND;
+    if (rc == ERR_NOT_FOUND) {
+        *gate = GATE_MISSING;
+        return 0;
+    }
+    if (rc) return rc;
+    *gate = t.state == QUEUE_ACTIVATED && t.active_until > now ? GATE_OK : GATE_NOT_ACTIVE;
+    return 0;
+}
+
 int waitroom_paid(struct waitroom *w, int64_t user_id, int64_t now) {
     return w->q->ops->expire_user(w->q, user_id, now);
 }

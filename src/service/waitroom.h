@@ -62,6 +62,14 @@ int waitroom_enter(struct waitroom *w, int64_t user_id, int64_t now, struct wait
 /* GET by the token's holder: counts as a poll. ERR_NOT_FOUND for an unknown token. */
 int waitroom_status(struct waitroom *w, const char *token, int64_t now, struct waitroom_view *out);
 int waitroom_leave(struct waitroom *w, const char *token, int64_t now);
+/* The user's live token (classic API: tokens by user id). ERR_NOT_FOUND
+ * when the user holds none. Not a poll. */
+int waitroom_status_of_user(struct waitroom *w, int64_t user_id, int64_t now,
+                            struct waitroom_view *out);
+/* The gate by user id (classic API): GATE_OK when the user holds an
+ * ACTIVATED token whose time is not up, GATE_NOT_ACTIVE when the user's
+ * token is WAITING or past its time, GATE_MISSING when the user has none. */
+int waitroom_check_user(struct waitroom *w, int64_t user_id, int64_t now, enum waitroom_gate *gate);
 /* After a payment: the user's token has done its job. */
 int waitroom_paid(struct waitroom *w, int64_t user_id, int64_t now);
 

@@ -294,8 +294,22 @@ static void test_gate_verdicts(void **state) {
     assert_int_equal(user, 7);
     assert_int_equal(waitroom_check(f->w, a.t.token, 0, T0 + 200, &g, &user), 0);
     assert_int_equal(g, GATE_OK);
+    /* By user id (classic API). */
+    assert_int_equal(waitroom_check_user(f->w, 7, T0 + 200, &g), 0);
+    assert_int_equal(g, GATE_OK);
+    assert_int_equal(waitroom_check_user(f->w, 8, T0 + 200, &g), 0);
+    assert_int_equal(g, GATE_NOT_ACTIVE);
+    assert_int_equal(waitroom_check_user(f->w, 9, T0 + 200, &g), 0);
+    assert_int_equal(g, GATE_MISSING);
+    struct waitroom_view v;
+    assert_int_equal(waitroom_status_of_user(f->w, 8, T0 + 200, &v), 0);
+    assert_string_equal(v.t.token, b.t.token);
+    assert_int_equal(v.t.position, 1);
+    assert_int_equal(waitroom_status_of_user(f->w, 9, T0 + 200, &v), ERR_NOT_FOUND);
     /* Paying expires the token. */
     assert_int_equal(waitroom_paid(f->w, 7, T0 + 300), 0);
+    assert_int_equal(waitroom_check_user(f->w, 7, T0 + 300, &g), 0);
+    assert_int_equal(g, GATE_MISSING);
     assert_int_equal(waitroom_check(f->w, a.t.token, 7, T0 + 300, &g, &user), 0);
     assert_int_equal(g, GATE_NOT_ACTIVE);
 }
