@@ -3,15 +3,68 @@
  *
  * Decode the path and query, call the store port or service/catalog, encode
  * JSON. Sessions and seats are behind the waiting-room gate (api_gate): an
- * ACTIVATED QUEUE-TOKEN is required; the concert list is public. */
+ * ACTIVATED QUEUE-TOKEN is required; the concert list is public.
+ *
+ * The concert list is the page everyone opens first, and it changes only
+ * when `concertd import` or `seed` adds a concert (another process). Its
+ * encoded body is kept for CONCERTS_TTL_MS and copied into each request's
+ * arena, so a new concert shows up within that time and the hot path reads
+ * no SQL. Sessions (their available-seat counts move with every hold) and
+ * seat pages (they must never show a held seat) are always read fresh. */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "api/routes.h"
 #include "core/arena.h"
 #include "core/err.h"
 #include "core/json.h"
+#include "core/timeutil.h"
 #include "service/catalog.h"
 #include "store/store.h"
 
+#define CONCERTS_TTL_MS 1000
+
+static struct {
+    pthread_mutex_t mu;
+    char *body; /* malloc()ed; NULL until the first read */
+    size_t len;
+    int64_t made_at; /* monotonic ms */
+} concerts_cache = {PTHREAD_MUTEX_INITIALIZER, NULL, 0, 0};
+
+/* The cached body copied into the arena, or NULL when there is none fresh. */
+static char *cached_concerts(struct arena *a, int64_t now, size_t *len) {
+    char *out = NULL;
+    pthread_mutex_lock(&concerts_cache.mu);
+    if (concerts_cache.body && now - concerts_cache.made_at < CONCERTS_TTL_MS) {
+        out = arena_alloc(a, concerts_cache.len);
+        memcpy(out, concerts_cache.body, concerts_cache.len);
+        *len = concerts_cache.len;
+    }
+    pthread_mutex_unlock(&concerts_cache.mu);
+    return out;
+}
+
+static void cache_concerts(const char *body, size_t len, int64_t now) {
+    char *copy = malloc(len);
+    if (!copy) return; /* no cache this time; the answer is fine */
+    memcpy(copy, body, len);
+    pthread_mutex_lock(&concerts_cache.mu);
+    free(concerts_cache.body);
+    concerts_cache.body = copy;
+    concerts_cache.len = len;
+    concerts_cache.made_at = now;
+    pthread_mutex_unlock(&concerts_cache.mu);
+}
+
 void api_concerts_list(struct api_req *r, struct api_res *w) {
+    int64_t now = time_mono_ms();
+    size_t len;
+    char *body = cached_concerts(r->arena, now, &len);
+    if (body) {
+        api_json(w, 200, body, len);
+        return;
+    }
     struct store *s = r->env->store;
     struct store_concert *c;
     size_t n;
@@ -34,8 +87,8 @@ void api_concerts_list(struct api_req *r, struct api_res *w) {
     }
     jw_arr_end(&j);
     jw_obj_end(&j);
-    size_t len;
-    char *body = jw_finish(&j, &len);
+    body = jw_finish(&j, &len);
+    cache_concerts(body, len, now);
     api_json(w, 200, body, len);
 }
 

@@ -355,3 +355,19 @@ def test_import_without_file_fails(tmp_path):
     cp = run_cli("import", "--db", f"sqlite:{tmp_path}/x.db")
     assert cp.returncode > 0, cp
     assert cp.stderr.strip()
+
+
+def test_concert_imported_while_serving_is_listed_once_the_1s_cache_expires(server, tmp_path):
+    # The list is cached for 1 s (api/concerts.c); 3 s allows for a slow machine.
+    srv = server()
+    before = assert_ok_json(srv.get("/api/v1/concerts"))["concerts"]  # now cached
+    cp = run_cli("import", "--db", srv.db_url, write_event(tmp_path, GOOD_EVENT))
+    assert cp.returncode == 0, cp
+    deadline = time.monotonic() + 3.0
+    while True:
+        cs = assert_ok_json(srv.get("/api/v1/concerts"))["concerts"]
+        if len(cs) == len(before) + 1:
+            break
+        assert time.monotonic() < deadline, "the imported concert is not listed after 3 s"
+        time.sleep(0.1)
+    assert cs[-1]["title"] == "IU HEREH World Tour" and cs[:-1] == before
