@@ -126,29 +126,18 @@ static struct sq_job *take_batch(struct sq_commit *cm) {
     return first;
 }
 
-/* The committer's connection does not map the file: every page it reads
- * while it inserts (random token and index keys touch the whole file over
- * time) would otherwise stay mapped and count in the process's RSS, and a
- * mapping that grows with the file costs TLB shoot-downs on every remap.
- * Its reads go through its own page cache instead; the readers keep mmap. */
-static struct conn *committer_conn(struct sqlite_store *ss) {
-    struct conn *c = sq_conn(&ss->base);
-    if (c) sqlite3_exec(c->db, "PRAGMA mmap_size = 0", NULL, NULL, NULL);
-    return c;
-}
-
 static void *committer_main(void *p) {
     struct sqlite_store *ss = p;
     struct sq_commit *cm = &ss->commit;
     on_committer = 1;
-    struct conn *c = committer_conn(ss); /* this thread's own connection */
+    struct conn *c = sq_conn(&ss->base); /* this thread's own connection */
     pthread_mutex_lock(&cm->mu);
     for (;;) {
         while (!cm->head && !cm->stop) pthread_cond_wait(&cm->wake, &cm->mu);
         if (!cm->head) break; /* stop, and nothing left to do */
         struct sq_job *batch = take_batch(cm);
         pthread_mutex_unlock(&cm->mu);
-        if (!c) c = committer_conn(ss); /* retry a connection that failed to open */
+        if (!c) c = sq_conn(&ss->base); /* retry a connection that failed to open */
         run_batch(c, batch);
         pthread_mutex_lock(&cm->mu);
         for (struct sq_job *j = batch, *next; j; j = next) {
