@@ -8,9 +8,14 @@
  *   qpoll poll HOST PORT TOKENS_FILE CONNS PERIOD_MS DURATION_S
  *       Connection i polls the tokens i, i + CONNS, ... in turn, one request
  *       every PERIOD_MS / (its token count), so every token is polled once
- *       per PERIOD_MS. Latency is measured from when a request was due, not
- *       from when it was sent, so a slow server cannot hide its queueing
- *       (no coordinated omission).
+ *       per PERIOD_MS.
+ *   qpoll get HOST PORT PATHS_FILE CONNS RATE DURATION_S TOKEN
+ *       GETs the paths (with QUEUE-TOKEN: TOKEN) at RATE requests per second
+ *       in all, spread evenly over the connections.
+ *
+ * Paced modes measure latency from when a request was due, not from when
+ * it was sent, so a slow server cannot hide its queueing (no coordinated
+ * omission).
  *
  * Prints one line of key=value figures. Exits 1 on a setup error; request
  * errors are counted, not fatal. Single-threaded epoll; loopback only.
@@ -34,6 +39,7 @@
 #define BUF 8192
 #define REQ_MAX 512
 #define TOKEN_MAX 64
+#define LINE_MAX_ 160 /* a token, or a path with its query */
 #define TIMEOUT_US (10 * 1000000LL)
 #define HIST_US 10 /* histogram bucket width */
 #define HIST_N (20 * 1000000 / HIST_US)
@@ -281,11 +287,26 @@ static struct conn *heap_pop(void) {
     return top;
 }
 
-static int do_poll(char (*tokens)[TOKEN_MAX], size_t ntok, long period_ms, long duration_s) {
+/* What a paced run sends: line i of the file makes request i. */
+struct paced {
+    const char *mode;  /* "poll" or "get" */
+    const char *token; /* get: the QUEUE-TOKEN of every request */
+};
+
+static int format_request(const struct paced *pc, const char *line, char *req, size_t cap) {
+    if (strcmp(pc->mode, "poll") == 0)
+        return snprintf(req, cap,
+                        "GET /api/v1/waiting-queues HTTP/1.1\r\nHost: q\r\nQUEUE-TOKEN: %s\r\n\r\n",
+                        line);
+    return snprintf(req, cap, "GET %s HTTP/1.1\r\nHost: q\r\nQUEUE-TOKEN: %s\r\n\r\n", line,
+                    pc->token);
+}
+
+/* Every connection sends one request per interval (us), lines i, i + CONNS, ... */
+static int do_paced(const struct paced *pc, char (*tokens)[LINE_MAX_], size_t ntok,
+                    int64_t interval, long duration_s) {
     heap = calloc(nconns, sizeof(*heap));
     int64_t start = now_us(), end = start + duration_s * 1000000LL;
-    size_t per = (ntok + nconns - 1) / nconns;
-    int64_t interval = period_ms * 1000LL / (int64_t)(per ? per : 1);
     for (size_t i = 0; i < nconns; i++) {
         conns[i].next = 0;
         /* spread the first requests over one interval */
@@ -305,10 +326,7 @@ static int do_poll(char (*tokens)[TOKEN_MAX], size_t ntok, long period_ms, long 
                 ti = (size_t)(c - conns);
             }
             c->next++;
-            int len = snprintf(req, sizeof(req),
-                               "GET /api/v1/waiting-queues HTTP/1.1\r\nHost: q\r\n"
-                               "QUEUE-TOKEN: %s\r\n\r\n",
-                               tokens[ti]);
+            int len = format_request(pc, tokens[ti], req, sizeof(req));
             c->sent_due = c->due;
             c->due += interval;
             send_all(c, req, (size_t)len);
@@ -350,20 +368,44 @@ static int do_poll(char (*tokens)[TOKEN_MAX], size_t ntok, long period_ms, long 
         }
     }
     double secs = (double)(now_us() - start) / 1e6;
-    printf("mode=poll tokens=%zu conns=%zu period_ms=%ld secs=%.1f sent=%llu ok=%llu errors=%llu "
+    printf("mode=%s lines=%zu conns=%zu interval_us=%lld secs=%.1f sent=%llu ok=%llu errors=%llu "
            "reconnects=%llu rps=%.0f p50_ms=%.3f p90_ms=%.3f p99_ms=%.3f p999_ms=%.3f "
            "max_ms=%.3f\n",
-           ntok, nconns, period_ms, secs, (unsigned long long)n_sent, (unsigned long long)n_ok,
+           pc->mode, ntok, nconns, (long long)interval, secs, (unsigned long long)n_sent, (unsigned long long)n_ok,
            (unsigned long long)n_err, (unsigned long long)n_reconnect, (double)n_ok / secs,
            pct(50), pct(90), pct(99), pct(99.9), (double)max_us / 1000.0);
     free(heap);
     return 0;
 }
 
+/* The non-empty lines of a file (each cut to LINE_MAX_ - 1 bytes); exits
+ * when there are none. */
+static char (*read_lines(const char *path, size_t *n))[LINE_MAX_] {
+    FILE *f = fopen(path, "r");
+    if (!f) die(path);
+    size_t cap = 1024;
+    char(*lines)[LINE_MAX_] = malloc(cap * LINE_MAX_);
+    char line[512];
+    *n = 0;
+    while (fgets(line, sizeof(line), f)) {
+        line[strcspn(line, "\r\n")] = '\0';
+        if (!*line) continue;
+        if (*n == cap) lines = realloc(lines, (cap *= 2) * LINE_MAX_);
+        snprintf(lines[(*n)++], LINE_MAX_, "%.159s", line);
+    }
+    fclose(f);
+    if (!*n) {
+        fprintf(stderr, "qpoll: no lines in %s\n", path);
+        exit(1);
+    }
+    return lines;
+}
+
 int main(int argc, char **argv) {
     if (argc < 4) {
         fprintf(stderr, "usage: qpoll enter HOST PORT FIRST USERS CONNS FILE\n"
-                        "       qpoll poll HOST PORT FILE CONNS PERIOD_MS DURATION_S\n");
+                        "       qpoll poll HOST PORT FILE CONNS PERIOD_MS DURATION_S\n"
+                        "       qpoll get HOST PORT PATHS_FILE CONNS RATE DURATION_S TOKEN\n");
         return 2;
     }
     raise_nofile();
@@ -378,28 +420,25 @@ int main(int argc, char **argv) {
         for (size_t i = 0; i < nconns; i++) conn_open(&conns[i]);
         return do_enter(atol(argv[4]), atol(argv[5]), argv[7]);
     }
-    if (strcmp(argv[1], "poll") == 0 && argc == 8) {
-        FILE *f = fopen(argv[4], "r");
-        if (!f) die(argv[4]);
-        size_t cap = 1024, n = 0;
-        char(*tokens)[TOKEN_MAX] = malloc(cap * TOKEN_MAX);
-        char line[256];
-        while (fgets(line, sizeof(line), f)) {
-            line[strcspn(line, "\r\n")] = '\0';
-            if (!*line) continue;
-            if (n == cap) tokens = realloc(tokens, (cap *= 2) * TOKEN_MAX);
-            snprintf(tokens[n++], TOKEN_MAX, "%.63s", line);
-        }
-        fclose(f);
+    int poll = strcmp(argv[1], "poll") == 0 && argc == 8;
+    int get = strcmp(argv[1], "get") == 0 && argc == 9;
+    if (poll || get) {
+        size_t n = 0;
+        char(*lines)[LINE_MAX_] = read_lines(argv[4], &n);
         nconns = (size_t)atol(argv[5]);
         if (nconns > n) nconns = n;
-        if (!n) {
-            fprintf(stderr, "qpoll: no tokens in %s\n", argv[4]);
-            return 1;
-        }
         conns = calloc(nconns, sizeof(*conns));
         for (size_t i = 0; i < nconns; i++) conn_open(&conns[i]);
-        return do_poll(tokens, n, atol(argv[6]), atol(argv[7]));
+        struct paced pc = {argv[1], get ? argv[8] : NULL};
+        int64_t interval;
+        if (poll) { /* every line once per period */
+            size_t per = (n + nconns - 1) / nconns;
+            interval = atol(argv[6]) * 1000LL / (int64_t)per;
+        } else { /* RATE requests per second over all connections */
+            long rate = atol(argv[6]);
+            interval = rate > 0 ? (int64_t)nconns * 1000000LL / rate : 1000000LL;
+        }
+        return do_paced(&pc, lines, n, interval, atol(argv[7]));
     }
     fprintf(stderr, "qpoll: bad arguments\n");
     return 2;
