@@ -93,6 +93,8 @@ EOF
 MIDDLE=$(cat "$WORK/middle")
 TOTAL_SEATS=$(cat "$WORK/total_seats")
 fetch "$C$MIDDLE?limit=$PAGE" "$WORK/www/seats.json" -H "QUEUE-TOKEN: $TOKEN"
+SESSIONS_PATH=${MIDDLE%/sessions/*}/sessions
+fetch "$C$SESSIONS_PATH" "$WORK/www/sessions.json" -H "QUEUE-TOKEN: $TOKEN"
 chmod 644 "$WORK/www/"*.json
 NSEATS=$(grep -o '"seatNumber"' "$WORK/www/seats.json" | wc -l)
 [ "$NSEATS" -eq "$PAGE" ] || die "seat page of $MIDDLE has $NSEATS seats, want $PAGE"
@@ -124,7 +126,8 @@ EOF
 
 # --- nginx reference ----------------------------------------------------------
 start_nginx "    location = /seats { alias $WORK/www/seats.json; }
-    location = /concerts { alias $WORK/www/concerts.json; }"
+    location = /concerts { alias $WORK/www/concerts.json; }
+    location = /sessions { alias $WORK/www/sessions.json; }"
 wait_http "$N/concerts" 10 || die "nginx did not start: $(tail -20 "$WORK/nginx/error.log")"
 cmp -s <(curl -s "$N/seats") "$WORK/www/seats.json" || die "nginx does not serve the seat page bytes"
 
@@ -134,6 +137,9 @@ run nginx_seats "$N/seats" "$WORK/nginx_seats.lua"
 run concertd_seats "$C/" "$WORK/concertd_seats.lua"
 run nginx_concerts "$N/concerts"
 run concertd_concerts "$C/api/v1/concerts"
+printf 'wrk.headers["QUEUE-TOKEN"] = "%s"\n' "$TOKEN" >"$WORK/token.lua"
+run nginx_sessions "$N/sessions" "$WORK/token.lua"
+run concertd_sessions "$C$SESSIONS_PATH" "$WORK/token.lua"
 
 # Paced: the same random seat pages at a fixed rate well below saturation
 # (bench/qpoll.c, latency from when each request was due), against concertd
@@ -155,6 +161,8 @@ read -r NS_RPS NS_P50 _ NS_P99 NS_ERR < <(wrk_parse "$WORK/nginx_seats.wrk")
 read -r CS_RPS CS_P50 _ CS_P99 CS_ERR < <(wrk_parse "$WORK/concertd_seats.wrk")
 read -r NC_RPS NC_P50 _ NC_P99 NC_ERR < <(wrk_parse "$WORK/nginx_concerts.wrk")
 read -r CC_RPS CC_P50 _ CC_P99 CC_ERR < <(wrk_parse "$WORK/concertd_concerts.wrk")
+read -r NSS_RPS NSS_P50 _ NSS_P99 NSS_ERR < <(wrk_parse "$WORK/nginx_sessions.wrk")
+read -r CSS_RPS CSS_P50 _ CSS_P99 CSS_ERR < <(wrk_parse "$WORK/concertd_sessions.wrk")
 
 report() {
   echo "seat_page: $TOTAL_SEATS seats stored, wrk -t$THREADS -c$CONNS -d$DURATION, $(nproc) cores, $(date -u +%FT%TZ)"
@@ -165,9 +173,12 @@ report() {
   printf '%-34s %10s %9s %9s %7s\n' "concertd seat page (random)" "$CS_RPS" "$CS_P50" "$CS_P99" "$CS_ERR"
   printf '%-34s %10s %9s %9s %7s\n' "nginx    concerts bytes" "$NC_RPS" "$NC_P50" "$NC_P99" "$NC_ERR"
   printf '%-34s %10s %9s %9s %7s\n' "concertd /api/v1/concerts" "$CC_RPS" "$CC_P50" "$CC_P99" "$CC_ERR"
+  printf '%-34s %10s %9s %9s %7s\n' "nginx    sessions bytes" "$NSS_RPS" "$NSS_P50" "$NSS_P99" "$NSS_ERR"
+  printf '%-34s %10s %9s %9s %7s\n' "concertd sessions of a concert" "$CSS_RPS" "$CSS_P50" "$CSS_P99" "$CSS_ERR"
   echo
   echo "ratio concertd/nginx  seat page: req/s $(ratio "$CS_RPS" "$NS_RPS")  p99 $(ratio "$CS_P99" "$NS_P99")"
   echo "ratio concertd/nginx  concerts:  req/s $(ratio "$CC_RPS" "$NC_RPS")  p99 $(ratio "$CC_P99" "$NC_P99")"
+  echo "ratio concertd/nginx  sessions:  req/s $(ratio "$CSS_RPS" "$NSS_RPS")  p99 $(ratio "$CSS_P99" "$NSS_P99")"
   echo
   echo "paced seat pages, $PACED_RATE req/s over $CONNS connections for $PACED_SECS s:"
   echo "  nginx:    $PN"
@@ -177,9 +188,11 @@ report() {
   verdict "$(lt "$(kv p99_ms "$PC")" 2 && [ "$(kv errors "$PC")" = 0 ] && echo 1)" \
     "seat page p99 < 2 ms at a paced $PACED_RATE req/s (got $(kv p99_ms "$PC") ms, $(kv errors "$PC") errors; nginx $(kv p99_ms "$PN") ms)"
   verdict "$(ge "$CC_RPS" "$(awk -v n="$NC_RPS" 'BEGIN { print n / 2 }')" && echo 1)" \
-    "catalog req/s >= 0.5 x nginx (got $(ratio "$CC_RPS" "$NC_RPS") x)"
-  verdict "$([ "$CS_ERR" -eq 0 ] && [ "$CC_ERR" -eq 0 ] && echo 1)" \
-    "concertd answered every request with 2xx (errors: seat page $CS_ERR, concerts $CC_ERR)"
+    "catalog: concert list req/s >= 0.5 x nginx (got $(ratio "$CC_RPS" "$NC_RPS") x)"
+  verdict "$(ge "$CSS_RPS" "$(awk -v n="$NSS_RPS" 'BEGIN { print n / 2 }')" && echo 1)" \
+    "catalog: sessions list req/s >= 0.5 x nginx (got $(ratio "$CSS_RPS" "$NSS_RPS") x)"
+  verdict "$([ "$CS_ERR" -eq 0 ] && [ "$CC_ERR" -eq 0 ] && [ "$CSS_ERR" -eq 0 ] && echo 1)" \
+    "concertd answered every request with 2xx (errors: seat page $CS_ERR, concerts $CC_ERR, sessions $CSS_ERR)"
   if [ -n "$SEED_SECS" ]; then
     local note=""
     [ "$TOTAL_SEATS" -eq 10000000 ] || note="; the target is for 10,000,000"
@@ -190,5 +203,6 @@ report() {
 }
 
 save_report report "$WORK"/nginx_seats.wrk "$WORK"/concertd_seats.wrk \
-  "$WORK"/nginx_concerts.wrk "$WORK"/concertd_concerts.wrk
+  "$WORK"/nginx_concerts.wrk "$WORK"/concertd_concerts.wrk "$WORK"/nginx_sessions.wrk \
+  "$WORK"/concertd_sessions.wrk
 bench_exit

@@ -3,7 +3,9 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -32,6 +34,28 @@ static void test_format_writes_utc_with_z(void **state) {
     assert_string_equal(buf, "2026-12-24T19:00:00Z");
     assert_int_equal(time_format_rfc3339(0, buf, sizeof(buf)), 20);
     assert_string_equal(buf, "1970-01-01T00:00:00Z");
+}
+
+/* The hand-made formatter against the C library, over 1900-2400 (leap
+ * centuries included) and every day boundary of a few leap years. */
+static void test_format_matches_gmtime(void **state) {
+    (void)state;
+    char buf[32], want[64];
+    uint64_t x = 88172645463325252u; /* xorshift */
+    for (int i = 0; i < 200000; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        int64_t sec = -2208988800 + (int64_t)(x % ((uint64_t)500 * 366 * 86400));
+        if (i < 4 * 366) sec = 946684800 + (int64_t)i * 86400 - (i % 2); /* 2000..2003 edges */
+        time_t t = (time_t)sec;
+        struct tm tm;
+        assert_non_null(gmtime_r(&t, &tm));
+        snprintf(want, sizeof(want), "%04d-%02d-%02dT%02d:%02d:%02dZ", tm.tm_year + 1900,
+                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+        assert_int_equal(time_format_rfc3339(sec * 1000 + 123, buf, sizeof(buf)), 20);
+        assert_string_equal(buf, want);
+    }
 }
 
 static void test_format_truncates_milliseconds(void **state) {
@@ -176,6 +200,7 @@ int main(void) {
         cmocka_unit_test(test_now_is_after_2024),
         cmocka_unit_test(test_monotonic_clocks_agree_and_never_go_back),
         cmocka_unit_test(test_format_writes_utc_with_z),
+        cmocka_unit_test(test_format_matches_gmtime),
         cmocka_unit_test(test_format_truncates_milliseconds),
         cmocka_unit_test(test_parse_utc),
         cmocka_unit_test(test_parse_applies_offsets),
