@@ -324,6 +324,17 @@ static void entry_activate(struct local_queue *q, uint32_t idx, int64_t until) {
     heap_push(q, idx);
 }
 
+/* A poll by the holder: a WAITING entry moves to the end of the idle list. */
+static void touch_entry(struct local_queue *q, uint32_t idx, int64_t now) {
+    struct entry *e = &q->e[idx];
+    if (e->state != QUEUE_WAITING) return;
+    e->last_seen = now;
+    if (q->idle_last != idx + 1) {
+        idle_unlink(q, idx);
+        idle_append(q, idx);
+    }
+}
+
 static void ticket_of(const struct local_queue *q, uint32_t idx, struct queue_ticket *t) {
     const struct entry *e = &q->e[idx];
     memcpy(t->token, e->token, sizeof(t->token));
@@ -392,7 +403,8 @@ static int lq_enter(struct queue *qq, int64_t user_id, int64_t now, struct queue
     if (queue_new_token(token)) return ERR_IO;
     pthread_mutex_lock(&q->mu);
     uint32_t v = table_get(q, BY_USER, NULL, user_id);
-    if (v != NIL) {
+    if (v != NIL) { /* coming back for the same token is a sign of life too */
+        touch_entry(q, v - 1, now);
         ticket_of(q, v - 1, out);
         pthread_mutex_unlock(&q->mu);
         *created = 0;
@@ -421,16 +433,8 @@ static int lq_lookup(struct queue *qq, const char *token, int64_t now, int touch
         pthread_mutex_unlock(&q->mu);
         return ERR_NOT_FOUND;
     }
-    uint32_t idx = v - 1;
-    struct entry *e = &q->e[idx];
-    if (touch && e->state == QUEUE_WAITING) {
-        e->last_seen = now;
-        if (q->idle_last != v) {
-            idle_unlink(q, idx);
-            idle_append(q, idx);
-        }
-    }
-    ticket_of(q, idx, out);
+    if (touch) touch_entry(q, v - 1, now);
+    ticket_of(q, v - 1, out);
     pthread_mutex_unlock(&q->mu);
     return 0;
 }

@@ -166,6 +166,21 @@ static void test_positions_are_exact_after_leaves_and_idle_drops(void **state) {
     assert_int_equal(st.active, 1);
 }
 
+static void test_entering_again_counts_as_a_poll(void **state) {
+    struct fx *f = *state;
+    f->o.max_active = 1;
+    open_room(f, T0);
+    enter(f, 1, T0, 1);
+    struct waitroom_view a = enter(f, 2, T0, 1), b = enter(f, 3, T0, 1);
+    assert_int_equal(waitroom_tick(f->w, T0 + 100), 0); /* user 1 admitted */
+    enter(f, 2, T0 + 4000, 0);                          /* 2 comes back; 3 is silent */
+    assert_int_equal(waitroom_tick(f->w, T0 + 5500), 0);
+    assert_int_equal(status(f, b.t.token, T0 + 5500).t.state, QUEUE_EXPIRED);
+    struct waitroom_view again = status(f, a.t.token, T0 + 5500);
+    assert_int_equal(again.t.state, QUEUE_WAITING);
+    assert_int_equal(again.t.position, 1);
+}
+
 static void test_admission_follows_rate_and_max_active(void **state) {
     struct fx *f = *state;
     f->o.max_active = 25;
@@ -388,6 +403,7 @@ int main(void) {
         T(test_tokens_are_22_urlsafe_chars_and_distinct),
         T(test_enter_is_idempotent_and_positions_follow_arrival),
         T(test_positions_are_exact_after_leaves_and_idle_drops),
+        T(test_entering_again_counts_as_a_poll),
         T(test_admission_follows_rate_and_max_active),
         T(test_slow_rate_admits_one_every_few_ticks),
         T(test_active_tokens_expire_after_ttl_and_free_their_slot),
