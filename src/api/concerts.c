@@ -12,6 +12,10 @@
 #include "store/store.h"
 
 void api_concerts_list(struct api_req *r, struct api_res *w) {
+    api_concerts_reply(r, w, 1);
+}
+
+void api_concerts_reply(struct api_req *r, struct api_res *w, int wrapped) {
     struct store *s = r->env->store;
     struct store_concert *c;
     size_t n;
@@ -22,8 +26,10 @@ void api_concerts_list(struct api_req *r, struct api_res *w) {
     }
     struct jw j;
     jw_init(&j, r->arena, 64 + n * 96);
-    jw_obj_begin(&j);
-    jw_key(&j, "concerts");
+    if (wrapped) {
+        jw_obj_begin(&j);
+        jw_key(&j, "concerts");
+    }
     jw_arr_begin(&j);
     for (size_t i = 0; i < n; i++) {
         jw_obj_begin(&j);
@@ -33,7 +39,7 @@ void api_concerts_list(struct api_req *r, struct api_res *w) {
         jw_obj_end(&j);
     }
     jw_arr_end(&j);
-    jw_obj_end(&j);
+    if (wrapped) jw_obj_end(&j);
     size_t len;
     char *body = jw_finish(&j, &len);
     api_json(w, 200, body, len);
