@@ -84,6 +84,7 @@ struct api_route {
 /* Route tables, each ending with an entry whose pattern is NULL. http/
  * serves all of them. */
 extern const struct api_route api_routes_v1[];
+extern const struct api_route api_routes_classic[]; /* DESIGN.md 4.2, api/classic.c */
 
 /* Error responses: {"error":{"code":CODE,"message":...}}. */
 void api_error(struct api_req *r, struct api_res *w, int status, const char *code, const char *fmt,
@@ -99,6 +100,12 @@ void api_add_header(struct api_res *w, const char *name, const char *value);
  * terminated). NULL with the 400 written when it is not. The caller
  * json_decref()s the result. */
 json_t *api_body_object(struct api_req *r, struct api_res *w, const char *const *allowed);
+
+/* Decodes field of obj, an array of positive JSON integers, into an array
+ * in the request arena. ERR_INVALID with errbuf naming the field (or the
+ * entry) when it is absent or anything else. */
+int api_decode_ids(struct api_req *r, json_t *obj, const char *field, const int64_t **ids,
+                   size_t *n, char *errbuf, size_t errlen);
 
 /* Query parameter helper: reads an integer query parameter within [min, max],
  * defaulting to def when absent. On a bad value it writes the 400 and returns

@@ -5,7 +5,9 @@
  *
  * Decode, call service/booking, encode. A charge's response is made inside
  * the store's transaction (render_charge) so that, with an Idempotency-Key,
- * the very bytes sent are the ones stored for replay. */
+ * the very bytes sent are the ones stored for replay. The classic routes
+ * (classic.c) read and charge through api_balance_read and api_charge with
+ * their own encoder. */
 #include <stdio.h>
 
 #include "api/idempotency.h"
@@ -32,18 +34,23 @@ static void reply_balance(struct api_req *r, struct api_res *w, int64_t uid, int
 }
 
 void api_balance_get(struct api_req *r, struct api_res *w) {
-    int64_t uid = r->params[0], balance = 0;
+    api_balance_read(r, w, r->params[0], reply_balance);
+}
+
+void api_balance_read(struct api_req *r, struct api_res *w, int64_t uid, api_balance_reply reply) {
+    int64_t balance = 0;
     int rc = booking_balance(r->env->store, uid, &balance);
     if (rc)
         api_fail(r, w, rc, NULL);
     else
-        reply_balance(r, w, uid, balance);
+        reply(r, w, uid, balance);
 }
 
 struct charge_ctx {
     struct api_req *r;
     struct api_res *w;
     struct store_charge *c;
+    api_balance_reply reply;
     int rendered;
 };
 
@@ -58,7 +65,7 @@ static void render_charge(void *ctx, int err, int *status, const char **body, si
     else if (err)
         api_fail(x->r, x->w, err, NULL);
     else
-        reply_balance(x->r, x->w, x->c->user_id, x->c->balance);
+        x->reply(x->r, x->w, x->c->user_id, x->c->balance);
     x->rendered = 1;
     *status = x->w->status;
     *body = x->w->body;
@@ -66,25 +73,33 @@ static void render_charge(void *ctx, int err, int *status, const char **body, si
 }
 
 void api_balance_charge(struct api_req *r, struct api_res *w) {
-    struct store_charge c = {.user_id = r->params[0], .now_ms = time_now_ms()};
     json_t *o = api_body_object(r, w, charge_keys);
     if (!o) return;
     char err[256] = "";
-    int rc = jd_i64(o, "amount", 1, INT64_MIN, INT64_MAX, &c.amount, err, sizeof(err));
+    int64_t amount;
+    int rc = jd_i64(o, "amount", 1, INT64_MIN, INT64_MAX, &amount, err, sizeof(err));
     json_decref(o);
     if (rc) {
         api_fail(r, w, ERR_INVALID, err);
         return;
     }
+    api_charge(r, w, r->params[0], amount, reply_balance);
+}
+
+void api_charge(struct api_req *r, struct api_res *w, int64_t uid, int64_t amount,
+                api_balance_reply reply) {
+    struct store_charge c = {.user_id = uid, .amount = amount, .now_ms = time_now_ms()};
     struct store_idem idem;
     int use_idem;
     if (api_idem_begin(r, w, c.user_id, &idem, &use_idem)) return;
-    struct charge_ctx x = {r, w, &c, 0};
+    struct charge_ctx x = {r, w, &c, reply, 0};
     idem.render = render_charge;
     idem.ctx = &x;
     struct booking_rules b;
     booking_rules_from_config(r->env->cfg, &b);
-    rc = booking_charge(r->env->store, r->arena, &b, &c, use_idem ? &idem : NULL, err, sizeof(err));
+    char err[256] = "";
+    int rc =
+        booking_charge(r->env->store, r->arena, &b, &c, use_idem ? &idem : NULL, err, sizeof(err));
     if (use_idem && idem.replayed && rc == 0) {
         api_idem_replay(w, &idem);
     } else if (rc == ERR_INVALID && err[0]) {

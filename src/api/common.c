@@ -110,3 +110,29 @@ json_t *api_body_object(struct api_req *r, struct api_res *w, const char *const 
     if (!o) api_error(r, w, 400, "INVALID_REQUEST", "%s", err);
     return o;
 }
+
+int api_decode_ids(struct api_req *r, json_t *obj, const char *field, const int64_t **ids,
+                   size_t *n, char *errbuf, size_t errlen) {
+    json_t *arr = json_object_get(obj, field);
+    if (!arr) {
+        snprintf(errbuf, errlen, "field \"%s\" is required", field);
+        return ERR_INVALID;
+    }
+    if (!json_is_array(arr)) {
+        snprintf(errbuf, errlen, "field \"%s\" must be an array of positive integers", field);
+        return ERR_INVALID;
+    }
+    size_t len = json_array_size(arr);
+    int64_t *out = arena_calloc(r->arena, len ? len : 1, sizeof(*out));
+    for (size_t i = 0; i < len; i++) {
+        json_t *v = json_array_get(arr, i);
+        if (!json_is_integer(v) || json_integer_value(v) < 1) {
+            snprintf(errbuf, errlen, "%s[%zu] must be a positive integer", field, i);
+            return ERR_INVALID;
+        }
+        out[i] = (int64_t)json_integer_value(v);
+    }
+    *ids = out;
+    *n = len;
+    return 0;
+}

@@ -7,7 +7,7 @@
  *
  * The concert list is the page everyone opens first, and it changes only
  * when `concertd import` or `seed` adds a concert (another process). Its
- * encoded body is kept for CONCERTS_TTL_MS and copied into each request's
+ * encoded body (v1 and classic forms) is kept for CONCERTS_TTL_MS and copied into each request's
  * arena, so a new concert shows up within that time and the hot path reads
  * no SQL. Sessions (their available-seat counts move with every hold) and
  * seat pages (they must never show a held seat) are always read fresh. */
@@ -25,42 +25,51 @@
 
 #define CONCERTS_TTL_MS 1000
 
+/* One cached body per form: [1] the v1 object, [0] the classic bare array. */
 static struct {
     pthread_mutex_t mu;
-    char *body; /* malloc()ed; NULL until the first read */
-    size_t len;
-    int64_t made_at; /* monotonic ms */
-} concerts_cache = {PTHREAD_MUTEX_INITIALIZER, NULL, 0, 0};
+    struct {
+        char *body; /* malloc()ed; NULL until the first read */
+        size_t len;
+        int64_t made_at; /* monotonic ms */
+    } form[2];
+} concerts_cache = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
 /* The cached body copied into the arena, or NULL when there is none fresh. */
-static char *cached_concerts(struct arena *a, int64_t now, size_t *len) {
+static char *cached_concerts(struct arena *a, int wrapped, int64_t now, size_t *len) {
     char *out = NULL;
     pthread_mutex_lock(&concerts_cache.mu);
-    if (concerts_cache.body && now - concerts_cache.made_at < CONCERTS_TTL_MS) {
-        out = arena_alloc(a, concerts_cache.len);
-        memcpy(out, concerts_cache.body, concerts_cache.len);
-        *len = concerts_cache.len;
+    const char *body = concerts_cache.form[wrapped].body;
+    if (body && now - concerts_cache.form[wrapped].made_at < CONCERTS_TTL_MS) {
+        *len = concerts_cache.form[wrapped].len;
+        out = arena_alloc(a, *len);
+        memcpy(out, body, *len);
     }
     pthread_mutex_unlock(&concerts_cache.mu);
     return out;
 }
 
-static void cache_concerts(const char *body, size_t len, int64_t now) {
+static void cache_concerts(int wrapped, const char *body, size_t len, int64_t now) {
     char *copy = malloc(len);
     if (!copy) return; /* no cache this time; the answer is fine */
     memcpy(copy, body, len);
     pthread_mutex_lock(&concerts_cache.mu);
-    free(concerts_cache.body);
-    concerts_cache.body = copy;
-    concerts_cache.len = len;
-    concerts_cache.made_at = now;
+    free(concerts_cache.form[wrapped].body);
+    concerts_cache.form[wrapped].body = copy;
+    concerts_cache.form[wrapped].len = len;
+    concerts_cache.form[wrapped].made_at = now;
     pthread_mutex_unlock(&concerts_cache.mu);
 }
 
 void api_concerts_list(struct api_req *r, struct api_res *w) {
+    api_concerts_reply(r, w, 1);
+}
+
+void api_concerts_reply(struct api_req *r, struct api_res *w, int wrapped) {
+    wrapped = wrapped != 0;
     int64_t now = time_mono_ms();
     size_t len;
-    char *body = cached_concerts(r->arena, now, &len);
+    char *body = cached_concerts(r->arena, wrapped, now, &len);
     if (body) {
         api_json(w, 200, body, len);
         return;
@@ -75,8 +84,10 @@ void api_concerts_list(struct api_req *r, struct api_res *w) {
     }
     struct jw j;
     jw_init(&j, r->arena, 64 + n * 96);
-    jw_obj_begin(&j);
-    jw_key(&j, "concerts");
+    if (wrapped) {
+        jw_obj_begin(&j);
+        jw_key(&j, "concerts");
+    }
     jw_arr_begin(&j);
     for (size_t i = 0; i < n; i++) {
         jw_obj_begin(&j);
@@ -86,9 +97,9 @@ void api_concerts_list(struct api_req *r, struct api_res *w) {
         jw_obj_end(&j);
     }
     jw_arr_end(&j);
-    jw_obj_end(&j);
+    if (wrapped) jw_obj_end(&j);
     body = jw_finish(&j, &len);
-    cache_concerts(body, len, now);
+    cache_concerts(wrapped, body, len, now);
     api_json(w, 200, body, len);
 }
 

@@ -6,7 +6,9 @@
  * 403 another user's, 409 RESERVATION_NOT_PAYABLE, 402 INSUFFICIENT_BALANCE,
  * 503 GATEWAY_UNAVAILABLE for card payments (no gateway yet). The response is
  * made inside the store's transaction (render_payment) so that, with an
- * Idempotency-Key, the bytes sent are the ones stored for replay. */
+ * Idempotency-Key, the bytes sent are the ones stored for replay. The
+ * classic payment route (classic.c) pays through api_pay with its own
+ * encoder and the amount its client states. */
 #include <stdio.h>
 #include <string.h>
 
@@ -40,44 +42,57 @@ static void reply_payment(struct api_req *r, struct api_res *w, const struct sto
     api_json(w, 201, body, len);
 }
 
-struct pay_ctx {
-    struct api_req *r;
-    struct api_res *w;
-    struct store_pay *p;
-    int rendered;
-};
-
-/* The response to a payment that ran with outcome err (0 or a business error). */
-static void render_payment(void *ctx, int err, int *status, const char **body, size_t *len) {
-    struct pay_ctx *x = ctx;
-    struct api_req *r = x->r;
-    const struct store_pay *p = x->p;
+/* The answer to a payment refused with err; stated: the amount the payer
+ * stated (classic), or NULL. */
+static void refuse_payment(struct api_req *r, struct api_res *w, int err, const struct store_pay *p,
+                           const int64_t *stated) {
     long long rid = p->reservation_id;
     switch (err) {
-    case 0: reply_payment(r, x->w, &p->out); break;
     case ERR_NOT_FOUND:
-        api_fail(r, x->w, err, arena_sprintf(r->arena, "reservation %lld not found", rid));
+        api_fail(r, w, err, arena_sprintf(r->arena, "reservation %lld not found", rid));
         break;
     case ERR_FORBIDDEN:
-        api_fail(r, x->w, err,
+        api_fail(r, w, err,
                  arena_sprintf(r->arena, "reservation %lld is not a reservation of user %lld", rid,
                                (long long)p->user_id));
         break;
     case ERR_CONFLICT:
-        api_error(r, x->w, 409, "RESERVATION_NOT_PAYABLE",
-                  "reservation %lld is %s, not a live hold", rid,
-                  booking_status_name(booking_effective_status(&p->res, p->now_ms)));
+        api_error(r, w, 409, "RESERVATION_NOT_PAYABLE", "reservation %lld is %s, not a live hold",
+                  rid, booking_status_name(booking_effective_status(&p->res, p->now_ms)));
         break;
     case ERR_INSUFFICIENT:
-        api_fail(r, x->w, err,
+        api_fail(r, w, err,
                  arena_sprintf(r->arena,
                                "balance %lld of user %lld is less than the price %lld of "
                                "reservation %lld",
                                (long long)p->balance, (long long)p->user_id,
                                (long long)p->res.total_price, rid));
         break;
-    default: api_fail(r, x->w, err, NULL); break;
+    case ERR_MISMATCH:
+        api_error(r, w, 409, "AMOUNT_MISMATCH",
+                  "amount %lld is not the price %lld of reservation %lld; nothing was paid",
+                  (long long)(stated ? *stated : 0), (long long)p->res.total_price, rid);
+        break;
+    default: api_fail(r, w, err, NULL); break;
     }
+}
+
+struct pay_ctx {
+    struct api_req *r;
+    struct api_res *w;
+    struct store_pay *p;
+    const int64_t *stated;
+    api_payment_reply reply;
+    int rendered;
+};
+
+/* The response to a payment that ran with outcome err (0 or a business error). */
+static void render_payment(void *ctx, int err, int *status, const char **body, size_t *len) {
+    struct pay_ctx *x = ctx;
+    if (err == 0)
+        x->reply(x->r, x->w, &x->p->out);
+    else
+        refuse_payment(x->r, x->w, err, x->p, x->stated);
     x->rendered = 1;
     *status = x->w->status;
     *body = x->w->body;
@@ -102,7 +117,20 @@ static int decode_payment(struct api_req *r, struct api_res *w, struct store_pay
 
 static int business(int err) {
     return err == 0 || err == ERR_NOT_FOUND || err == ERR_FORBIDDEN || err == ERR_CONFLICT ||
-           err == ERR_INSUFFICIENT;
+           err == ERR_INSUFFICIENT || err == ERR_MISMATCH;
+}
+
+int api_pay_replay(struct api_req *r, struct api_res *w, int64_t user) {
+    if (user <= 0 || !r->header(r, "Idempotency-Key")) return 0;
+    struct api_res scratch = {0}; /* errors here are not the answer: the gate's is */
+    struct store_idem idem;
+    int use = 0;
+    if (api_idem_begin(r, &scratch, user, &idem, &use) || !use) return 0;
+    idem.ttl_ms = BOOKING_IDEM_TTL_MS;
+    struct store *s = r->env->store;
+    if (s->ops->idem_get(s, r->arena, &idem, time_now_ms()) || !idem.replayed) return 0;
+    api_idem_replay(w, &idem);
+    return 1;
 }
 
 /* Paying expires the payer's waiting-room token, so a retry of a payment
@@ -113,18 +141,10 @@ static int business(int err) {
  * when it answered. */
 static int replay_after_paying(struct api_req *r, struct api_res *w, int64_t token_user) {
     if (token_user <= 0 || !r->header(r, "Idempotency-Key")) return 0;
-    struct api_res scratch = {0}; /* errors here are not the answer: the 403 is */
+    struct api_res scratch = {0};
     struct store_pay p = {0};
-    struct store_idem idem;
-    int use = 0;
-    if (decode_payment(r, &scratch, &p) || p.user_id != token_user ||
-        api_idem_begin(r, &scratch, token_user, &idem, &use) || !use)
-        return 0;
-    idem.ttl_ms = BOOKING_IDEM_TTL_MS;
-    struct store *s = r->env->store;
-    if (s->ops->idem_get(s, r->arena, &idem, time_now_ms()) || !idem.replayed) return 0;
-    api_idem_replay(w, &idem);
-    return 1;
+    if (decode_payment(r, &scratch, &p) || p.user_id != token_user) return 0;
+    return api_pay_replay(r, w, token_user);
 }
 
 void api_payment_create(struct api_req *r, struct api_res *w) {
@@ -143,16 +163,24 @@ void api_payment_create(struct api_req *r, struct api_res *w) {
                  arena_sprintf(r->arena, "userId %lld is not the caller", (long long)p.user_id));
         return;
     }
+    api_pay(r, w, &p, NULL, reply_payment);
+}
+
+void api_pay(struct api_req *r, struct api_res *w, struct store_pay *p, const int64_t *stated,
+             api_payment_reply reply) {
     struct store_idem idem;
     int use_idem;
-    if (api_idem_begin(r, w, p.user_id, &idem, &use_idem)) return;
-    struct pay_ctx x = {r, w, &p, 0};
+    if (api_idem_begin(r, w, p->user_id, &idem, &use_idem)) return;
+    struct pay_ctx x = {r, w, p, stated, reply, 0};
     idem.render = render_payment;
     idem.ctx = &x;
-    int rc = booking_pay(r->env->store, r->arena, &p, use_idem ? &idem : NULL);
+    struct store *s = r->env->store;
+    struct store_idem *ip = use_idem ? &idem : NULL;
+    int rc =
+        stated ? booking_pay_amount(s, r->arena, p, *stated, ip) : booking_pay(s, r->arena, p, ip);
     if (use_idem && idem.replayed && rc == 0) {
         api_idem_replay(w, &idem);
-    } else if (rc == ERR_UNAVAILABLE && strcmp(p.method, "card") == 0) {
+    } else if (rc == ERR_UNAVAILABLE && p->method && strcmp(p->method, "card") == 0) {
         api_error(r, w, 503, "GATEWAY_UNAVAILABLE",
                   "card payments need the payment gateway, which is not configured");
     } else if (business(rc)) {
@@ -162,7 +190,7 @@ void api_payment_create(struct api_req *r, struct api_res *w) {
         if (!x.rendered) render_payment(&x, rc, &status, &body, &len);
         /* Paid: the user's waiting-room token has done its job (DESIGN.md
          * 3). The payment is committed whatever this says. */
-        if (rc == 0) waitroom_paid(r->env->waitroom, p.user_id, time_now_ms());
+        if (rc == 0) waitroom_paid(r->env->waitroom, p->user_id, time_now_ms());
     } else {
         api_fail(r, w, rc, NULL);
     }

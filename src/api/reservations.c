@@ -50,38 +50,12 @@ static void reply_reservation(struct api_req *r, struct api_res *w, int status,
     api_json(w, status, body, len);
 }
 
-/* seatIds: an array of integers, each a positive int64, into the arena. */
-static int decode_seat_ids(struct api_req *r, json_t *arr, struct store_hold *h, char *errbuf,
-                           size_t errlen) {
-    if (!arr) {
-        snprintf(errbuf, errlen, "field \"seatIds\" is required");
-        return ERR_INVALID;
-    }
-    if (!json_is_array(arr)) {
-        snprintf(errbuf, errlen, "field \"seatIds\" must be an array of seat ids");
-        return ERR_INVALID;
-    }
-    size_t n = json_array_size(arr);
-    int64_t *ids = arena_calloc(r->arena, n ? n : 1, sizeof(*ids));
-    for (size_t i = 0; i < n; i++) {
-        json_t *v = json_array_get(arr, i);
-        if (!json_is_integer(v) || json_integer_value(v) < 1) {
-            snprintf(errbuf, errlen, "seatIds[%zu] must be a positive integer", i);
-            return ERR_INVALID;
-        }
-        ids[i] = (int64_t)json_integer_value(v);
-    }
-    h->seat_ids = ids;
-    h->nseats = n;
-    return 0;
-}
-
 static int decode_hold(struct api_req *r, struct api_res *w, struct store_hold *h) {
     json_t *o = api_body_object(r, w, hold_keys);
     if (!o) return ERR_INVALID;
     char err[256];
     int rc = jd_i64_or_str(o, "userId", 1, 1, INT64_MAX, &h->user_id, err, sizeof(err));
-    if (rc == 0) rc = decode_seat_ids(r, json_object_get(o, "seatIds"), h, err, sizeof(err));
+    if (rc == 0) rc = api_decode_ids(r, o, "seatIds", &h->seat_ids, &h->nseats, err, sizeof(err));
     json_decref(o);
     if (rc) api_fail(r, w, ERR_INVALID, err);
     return rc;
@@ -95,15 +69,19 @@ static int check_caller(struct api_req *r, struct api_res *w, int64_t caller, in
     return ERR_FORBIDDEN;
 }
 
-static void hold_failed(struct api_req *r, struct api_res *w, int rc, const struct store_hold *h,
-                        const char *errbuf) {
-    long long cid = r->params[0], sid = r->params[1];
+void api_hold_refused(struct api_req *r, struct api_res *w, int rc, const struct store_hold *h,
+                      const char *errbuf) {
+    long long cid = h->concert_id, sid = h->session_id;
     if (rc == ERR_INVALID && errbuf[0]) {
         api_fail(r, w, rc, errbuf);
     } else if (rc == ERR_NOT_FOUND && h->bad_seat_id) {
         api_fail(r, w, rc,
                  arena_sprintf(r->arena, "seat %lld is not a seat of session %lld",
                                (long long)h->bad_seat_id, sid));
+    } else if (rc == ERR_NOT_FOUND && h->bad_seat_number) {
+        api_fail(r, w, rc,
+                 arena_sprintf(r->arena, "session %lld has no seat number %lld", sid,
+                               (long long)h->bad_seat_number));
     } else if (rc == ERR_NOT_FOUND) {
         api_fail(r, w, rc,
                  arena_sprintf(r->arena, "session %lld of concert %lld not found", sid, cid));
@@ -128,7 +106,7 @@ void api_reservation_create(struct api_req *r, struct api_res *w) {
     char err[256] = "";
     int rc = booking_hold(r->env->store, r->arena, &b, &h, time_now_ms(), &res, err, sizeof(err));
     if (rc) {
-        hold_failed(r, w, rc, &h, err);
+        api_hold_refused(r, w, rc, &h, err);
         return;
     }
     reply_reservation(r, w, 201, &res);

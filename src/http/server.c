@@ -82,7 +82,7 @@ struct request {
     char request_id[REQUEST_ID_MAX + 1];
 };
 
-static const struct api_route *const route_tables[] = {api_routes_v1, NULL};
+static const struct api_route *const route_tables[] = {api_routes_v1, api_routes_classic, NULL};
 
 static int method_bit(const char *m) {
     static const struct {

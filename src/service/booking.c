@@ -79,14 +79,13 @@ int booking_check_seats(const struct booking_rules *b, const int64_t *ids, size_
     int64_t max =
         b->max_seats_per_hold < BOOKING_SEATS_LIMIT ? b->max_seats_per_hold : BOOKING_SEATS_LIMIT;
     if (n == 0 || n > (size_t)max) {
-        snprintf(errbuf, errlen, "field \"seatIds\" must list 1 to %lld seats (got %zu)",
-                 (long long)max, n);
+        snprintf(errbuf, errlen, "a hold must list 1 to %lld seats (got %zu)", (long long)max, n);
         return ERR_INVALID;
     }
     int64_t sorted[BOOKING_SEATS_LIMIT];
     for (size_t i = 0; i < n; i++) {
         if (ids[i] <= 0) {
-            snprintf(errbuf, errlen, "seatIds[%zu] must be a positive integer", i);
+            snprintf(errbuf, errlen, "seat list entry %zu must be a positive integer", i);
             return ERR_INVALID;
         }
         sorted[i] = ids[i];
@@ -94,7 +93,7 @@ int booking_check_seats(const struct booking_rules *b, const int64_t *ids, size_
     qsort(sorted, n, sizeof(sorted[0]), cmp_i64);
     for (size_t i = 1; i < n; i++) {
         if (sorted[i] == sorted[i - 1]) {
-            snprintf(errbuf, errlen, "field \"seatIds\" lists seat %lld more than once",
+            snprintf(errbuf, errlen, "the seat list names seat %lld more than once",
                      (long long)sorted[i]);
             return ERR_INVALID;
         }
@@ -174,6 +173,26 @@ int booking_hold(struct store *s, struct arena *a, const struct booking_rules *b
     return s->ops->hold_seats(s, a, h, out);
 }
 
+int booking_hold_numbers(struct store *s, struct arena *a, const struct booking_rules *b,
+                         struct store_hold *h, int64_t now_ms, struct store_reservation *out,
+                         char *errbuf, size_t errlen) {
+    int err = booking_check_seats(b, h->seat_ids, h->nseats, errbuf, errlen);
+    if (err) return err;
+    const int64_t *numbers = h->seat_ids;
+    int64_t ids[BOOKING_SEATS_LIMIT], bad = 0; /* booking_check_seats bounds nseats */
+    h->bad_seat_id = h->bad_seat_number = 0;
+    err =
+        s->ops->seat_ids_by_number(s, h->concert_id, h->session_id, numbers, h->nseats, ids, &bad);
+    if (err) {
+        if (err == ERR_NOT_FOUND) h->bad_seat_number = bad;
+        return err;
+    }
+    h->seat_ids = ids;
+    err = booking_hold(s, a, b, h, now_ms, out, errbuf, errlen);
+    h->seat_ids = numbers;
+    return err;
+}
+
 int booking_get(struct store *s, struct arena *a, int64_t id, int64_t caller, int64_t now_ms,
                 struct store_reservation *out) {
     int err = s->ops->get_reservation(s, a, id, out);
@@ -216,6 +235,23 @@ int booking_pay(struct store *s, struct arena *a, struct store_pay *p, struct st
     p->check = booking_can_pay;
     if (idem) idem->ttl_ms = BOOKING_IDEM_TTL_MS;
     return s->ops->pay(s, a, p, idem);
+}
+
+int booking_pay_amount(struct store *s, struct arena *a, struct store_pay *p, int64_t amount,
+                       struct store_idem *idem) {
+    if (p->user_id <= 0 || p->reservation_id <= 0) return ERR_INVALID;
+    struct store_reservation r;
+    int err = s->ops->get_reservation(s, a, p->reservation_id, &r);
+    if (err) return err;
+    if (r.user_id != p->user_id) { /* the owner check comes first, as in booking_can_pay */
+        p->res = r;
+        return ERR_FORBIDDEN;
+    }
+    if (r.total_price != amount) {
+        p->res = r;
+        return ERR_MISMATCH;
+    }
+    return booking_pay(s, a, p, idem);
 }
 
 /* ---- the sweeper ------------------------------------------------------------------- */

@@ -40,7 +40,8 @@ int booking_effective_status(const struct store_reservation *r, int64_t now_ms);
 
 /* ---- checks of requests (ERR_INVALID with errbuf saying what is wrong) ---- */
 
-/* 1..max_seats_per_hold (at most BOOKING_SEATS_LIMIT) positive, distinct seat ids. */
+/* 1..max_seats_per_hold (at most BOOKING_SEATS_LIMIT) positive, distinct
+ * seat ids (or seat numbers: the messages name neither the field nor the kind). */
 int booking_check_seats(const struct booking_rules *b, const int64_t *ids, size_t n, char *errbuf,
                         size_t errlen);
 /* A charge of 1..max_charge won. */
@@ -73,6 +74,16 @@ int booking_can_cancel(const struct store_reservation *r, int64_t caller, int64_
 int booking_hold(struct store *s, struct arena *a, const struct booking_rules *b,
                  struct store_hold *h, int64_t now_ms, struct store_reservation *out, char *errbuf,
                  size_t errlen);
+/* booking_hold for seats named by their numbers within the session, as
+ * the classic API names them: h->seat_ids holds seat numbers. They are
+ * checked like seat ids, mapped to the seat ids through the store and held;
+ * h->seat_ids points at the numbers again on return. ERR_NOT_FOUND with
+ * h->bad_seat_id 0 and h->bad_seat_number set for a number that is no seat
+ * of the session (both 0: no such session of the concert); otherwise as
+ * booking_hold. */
+int booking_hold_numbers(struct store *s, struct arena *a, const struct booking_rules *b,
+                         struct store_hold *h, int64_t now_ms, struct store_reservation *out,
+                         char *errbuf, size_t errlen);
 /* The reservation with its effective status; ERR_FORBIDDEN when caller is
  * known and not the owner. */
 int booking_get(struct store *s, struct arena *a, int64_t id, int64_t caller, int64_t now_ms,
@@ -88,6 +99,14 @@ int booking_charge(struct store *s, struct arena *a, const struct booking_rules 
 /* Pays p->reservation_id for p->user_id. Method "card" needs the payment
  * gateway, which is not built yet: ERR_UNAVAILABLE. idem may be NULL. */
 int booking_pay(struct store *s, struct arena *a, struct store_pay *p, struct store_idem *idem);
+/* booking_pay for a payer who states the amount (the classic API): when
+ * the reservation is p->user_id's and amount is not its price, ERR_MISMATCH
+ * and nothing is paid. p->res gets the reservation whenever it was found
+ * (for the caller's message). A reservation's price never changes once
+ * held, so checking it before the payment's transaction decides exactly
+ * what checking it inside would. */
+int booking_pay_amount(struct store *s, struct arena *a, struct store_pay *p, int64_t amount,
+                       struct store_idem *idem);
 
 /* ---- the sweeper ------------------------------------------------------------- */
 

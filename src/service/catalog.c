@@ -3,7 +3,10 @@
  * The seat page asks the store for one seat more than the page holds: if it
  * comes back there is a next page, and the cursor is the number of the last
  * seat shown. Cursors are seat numbers, so a page is one index range scan
- * however deep into the session it starts (keyset pagination, no OFFSET). */
+ * however deep into the session it starts (keyset pagination, no OFFSET).
+ * The classic API's numbered pages do use an offset (page x size); their
+ * page number is bounded so that the offset never passes the most seats a
+ * session can have. */
 #include "service/catalog.h"
 
 #include <stdio.h>
@@ -24,6 +27,14 @@ int catalog_seat_page(struct store *s, struct arena *a, int64_t cid, int64_t sid
         out->next_cursor = out->seats[out->n - 1].number;
     }
     return 0;
+}
+
+int catalog_seat_numbered_page(struct store *s, struct arena *a, int64_t sid, int64_t page,
+                               int64_t size, struct catalog_seat_page *out) {
+    if (size < 1 || size > CATALOG_PAGE_MAX || page < 0 || page > CATALOG_PAGE_INDEX_MAX)
+        return ERR_INVALID;
+    out->next_cursor = 0;
+    return s->ops->list_available_seats_at(s, a, sid, page * size, size, &out->seats, &out->n);
 }
 
 static int cmp_block(const void *x, const void *y) {

@@ -17,7 +17,8 @@
 struct catalog_seat_page {
     struct store_seat *seats;
     size_t n;
-    int64_t next_cursor; /* seat number to pass as `after` for the next page; 0 = no more */
+    int64_t next_cursor; /* seat number to pass as `after` for the next page; 0 = no more
+                            (numbered pages: 0 always) */
 };
 
 /* One page of the available seats of session sid of concert cid, seat
@@ -25,6 +26,17 @@ struct catalog_seat_page {
  * the session is not the concert's. */
 int catalog_seat_page(struct store *s, struct arena *a, int64_t cid, int64_t sid, int64_t after,
                       int64_t limit, struct catalog_seat_page *out);
+
+/* Numbered pages (the classic API): page (0-based) of size (1..
+ * CATALOG_PAGE_MAX) available seats of session sid, whichever its concert.
+ * page is 0..CATALOG_PAGE_INDEX_MAX: a session has at most
+ * CATALOG_MAX_SEATS_PER_SESSION seats, so no later page can hold any, and
+ * the offset the store steps over stays bounded. A page past the last seat
+ * is empty. ERR_NOT_FOUND for an unknown session, ERR_INVALID out of
+ * bounds. */
+#define CATALOG_PAGE_INDEX_MAX CATALOG_MAX_SEATS_PER_SESSION
+int catalog_seat_numbered_page(struct store *s, struct arena *a, int64_t sid, int64_t page,
+                               int64_t size, struct catalog_seat_page *out);
 
 /* Checks an event before import: title and venue 1..STORE_TITLE_MAX bytes, at
  * least one session, grades 1..STORE_GRADE_MAX bytes, prices >= 0, seat

@@ -198,6 +198,25 @@ int waitroom_status_of_user(struct waitroom *w, int64_t user_id, int64_t now,
     return rc;
 }
 
+int waitroom_poll_user(struct waitroom *w, int64_t user_id, int64_t now,
+                       struct waitroom_view *out) {
+    if (user_id <= 0) return ERR_NOT_FOUND;
+    int rc = w->q->ops->lookup_user(w->q, user_id, now, &out->t);
+    if (rc == 0 && out->t.state == QUEUE_WAITING) {
+        /* The touch goes by token; the token may have moved on in between. */
+        char token[sizeof(out->t.token)];
+        memcpy(token, out->t.token, sizeof(token));
+        rc = w->q->ops->lookup(w->q, token, now, 1, &out->t);
+        if (rc == 0 && out->t.state == QUEUE_EXPIRED) rc = ERR_NOT_FOUND;
+    }
+    if (rc == 0) view_of(w, now, out);
+    return rc;
+}
+
+int waitroom_ticket_active(const struct queue_ticket *t, int64_t now) {
+    return t->state == QUEUE_ACTIVATED && t->active_until > now;
+}
+
 int waitroom_check_user(struct waitroom *w, int64_t user_id, int64_t now,
                         enum waitroom_gate *gate) {
     struct queue_ticket t;
@@ -207,7 +226,7 @@ int waitroom_check_user(struct waitroom *w, int64_t user_id, int64_t now,
         return 0;
     }
     if (rc) return rc;
-    *gate = t.state == QUEUE_ACTIVATED && t.active_until > now ? GATE_OK : GATE_NOT_ACTIVE;
+    *gate = waitroom_ticket_active(&t, now) ? GATE_OK : GATE_NOT_ACTIVE;
     return 0;
 }
 
@@ -230,9 +249,7 @@ int waitroom_check(struct waitroom *w, const char *token, int64_t want_user, int
     }
     if (rc) return rc;
     *user = t.user_id;
-    /* An ACTIVATED token whose time is up but which the ticker has not
-     * swept yet is already expired for the gate. */
-    if (t.state != QUEUE_ACTIVATED || t.active_until <= now)
+    if (!waitroom_ticket_active(&t, now))
         *gate = GATE_NOT_ACTIVE;
     else if (want_user > 0 && want_user != t.user_id)
         *gate = GATE_FORBIDDEN;

@@ -66,6 +66,15 @@ int waitroom_leave(struct waitroom *w, const char *token, int64_t now);
  * when the user holds none. Not a poll. */
 int waitroom_status_of_user(struct waitroom *w, int64_t user_id, int64_t now,
                             struct waitroom_view *out);
+/* A poll by user id (classic API): the user's live token as
+ * waitroom_status_of_user gives it, and, when it is WAITING, counted as a
+ * poll by its holder so that it is not dropped as idle (the classic client
+ * knows no token, it polls by user id). ERR_NOT_FOUND when the user holds
+ * no live token. */
+int waitroom_poll_user(struct waitroom *w, int64_t user_id, int64_t now, struct waitroom_view *out);
+/* Whether t passes the gate at now: ACTIVATED and its time not up (an
+ * ACTIVATED token the ticker has not swept yet is already expired here). */
+int waitroom_ticket_active(const struct queue_ticket *t, int64_t now);
 /* The gate by user id (classic API): GATE_OK when the user holds an
  * ACTIVATED token whose time is not up, GATE_NOT_ACTIVE when the user's
  * token is WAITING or past its time, GATE_MISSING when the user has none. */

@@ -33,7 +33,10 @@
  *      WHERE status = 0: partial, so held and sold seats are not in it and
  *      LIMIT n reads n entries; covering, so the 10M-row table is never
  *      visited (status must be an index column for SQLite to see that). The
- *      unit test checks the plan with EXPLAIN QUERY PLAN.
+ *      unit test checks the plan with EXPLAIN QUERY PLAN. The classic API's
+ *      numbered page (list_available_seats_at) scans the same index by
+ *      session alone and steps over OFFSET entries first: its cost grows
+ *      with the page number, bounded by the seats of one session.
  *   5. Bulk inserts generate seat numbers inside SQLite (a recursive CTE in
  *      one INSERT ... SELECT per block), in (session, seat number) order so
  *      every b-tree is appended at its right edge. The seed is one ordinary
@@ -90,6 +93,11 @@ const char store_sqlite_sql_available_seats[] =
     " JOIN seats st ON st.session_id = ss.id AND st.status = 0 AND st.seat_number > ?3"
     " WHERE ss.id = ?1 AND ss.concert_id = ?2"
     " ORDER BY st.seat_number LIMIT ?4";
+/* The classic API's numbered seat page: the same index, by session alone. */
+extern const char store_sqlite_sql_available_seats_at[];
+const char store_sqlite_sql_available_seats_at[] =
+    "SELECT id, seat_number, grade, price FROM seats WHERE session_id = ?1 AND status = 0"
+    " ORDER BY seat_number LIMIT ?3 OFFSET ?2";
 
 enum st_id {
     ST_PING,
@@ -102,6 +110,9 @@ enum st_id {
     ST_SESSIONS,
     ST_SESSION,
     ST_SEATS,
+    ST_SEATS_AT,
+    ST_SESSION_EXISTS,
+    ST_SEAT_BY_NUMBER,
     ST_MAX_CONCERT,
     ST_INS_CONCERT,
     ST_INS_SESSION,
@@ -126,6 +137,11 @@ static const char *const SQL[ST_COUNT] = {
     [ST_SESSION] = "SELECT id, concert_id, starts_at, total_seats, available_seats FROM sessions"
                    " WHERE id = ?1 AND concert_id = ?2",
     [ST_SEATS] = store_sqlite_sql_available_seats,
+    [ST_SEATS_AT] = store_sqlite_sql_available_seats_at,
+    [ST_SESSION_EXISTS] = "SELECT 1 FROM sessions WHERE id = ?1",
+    [ST_SEAT_BY_NUMBER] = "SELECT st.id FROM sessions ss"
+                          " JOIN seats st ON st.session_id = ss.id AND st.seat_number = ?3"
+                          " WHERE ss.id = ?1 AND ss.concert_id = ?2",
     [ST_MAX_CONCERT] = "SELECT coalesce(max(id), 0) FROM concerts",
     [ST_INS_CONCERT] =
         "INSERT INTO concerts (id, title, venue, created_at) VALUES (?1, ?2, ?3, ?4)",
@@ -502,6 +518,49 @@ static int sq_list_available_seats(struct store *s, struct arena *a, int64_t con
     return 0;
 }
 
+static int sq_list_available_seats_at(struct store *s, struct arena *a, int64_t session_id,
+                                      int64_t offset, int64_t limit, struct store_seat **out,
+                                      size_t *n) {
+    if (limit < 0 || offset < 0) return ERR_INVALID;
+    struct conn *c;
+    sqlite3_stmt *st;
+    int err = use_stmt(s, ST_SEATS_AT, &c, &st);
+    if (err) return err;
+    int64_t args[3] = {session_id, offset, limit};
+    sq_bind_ints(st, 3, args);
+    struct rows r = {.size = sizeof(**out)};
+    err = sq_collect(c, st, "list_available_seats_at", a, &r, read_seat);
+    if (err == 0 && r.n == 0) { /* none: is there such a session at all? */
+        int64_t one;
+        err = query_int(c, ST_SESSION_EXISTS, 1, &session_id, &one);
+    }
+    if (err) return err;
+    for (size_t i = 0; i < r.n; i++) ((struct store_seat *)r.items)[i].session_id = session_id;
+    *out = r.items;
+    *n = r.n;
+    return 0;
+}
+
+static int sq_seat_ids_by_number(struct store *s, int64_t concert_id, int64_t session_id,
+                                 const int64_t *numbers, size_t n, int64_t *ids, int64_t *bad) {
+    struct conn *c = sq_conn(s);
+    if (!c) return ERR_UNAVAILABLE;
+    *bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        int64_t args[3] = {session_id, concert_id, numbers[i]};
+        int err = query_int(c, ST_SEAT_BY_NUMBER, 3, args, &ids[i]);
+        if (err != ERR_NOT_FOUND) {
+            if (err) return err;
+            continue;
+        }
+        struct store_session sess; /* no such seat: or no such session? */
+        err = sq_get_session(s, concert_id, session_id, &sess);
+        if (err == 0) *bad = numbers[i];
+        return err ? err : ERR_NOT_FOUND;
+    }
+    return 0;
+}
+
 /* ---- ops: bulk writes --------------------------------------------------- */
 
 /* Inserts the seats of blocks into session sid and sets its seat counters
@@ -748,6 +807,8 @@ static const struct store_ops sqlite_ops = {
     .list_sessions = sq_list_sessions,
     .get_session = sq_get_session,
     .list_available_seats = sq_list_available_seats,
+    .list_available_seats_at = sq_list_available_seats_at,
+    .seat_ids_by_number = sq_seat_ids_by_number,
     .seed = sq_seed,
     .import_event = sq_import_event,
     .queue_save = sq_queue_save,

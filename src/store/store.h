@@ -209,6 +209,25 @@ struct store_ops {
     int (*list_available_seats)(struct store *s, struct arena *a, int64_t concert_id,
                                 int64_t session_id, int64_t after, int64_t limit,
                                 struct store_seat **out, size_t *n);
+    /* The classic API names a session (its "schedule") without its concert
+     * and its seats by number; these two reads serve it.
+     *
+     * Available seats of session session_id (of whichever concert) in
+     * seat-number order, skipping the first offset of them, at most limit:
+     * numbered pages. One range scan of the index list_available_seats uses,
+     * which steps over offset entries first, so a page costs offset + limit
+     * entries. ERR_NOT_FOUND when the session does not exist (checked with a
+     * second lookup only when no seat comes back). */
+    int (*list_available_seats_at)(struct store *s, struct arena *a, int64_t session_id,
+                                   int64_t offset, int64_t limit, struct store_seat **out,
+                                   size_t *n);
+    /* The ids of the seats numbered numbers[0..n) in session session_id of
+     * concert concert_id: ids[i] for numbers[i]. A read of rows that never
+     * change; it says nothing about whether the seats are free. ERR_NOT_FOUND
+     * with *bad set to the first number that is no seat of the session, or
+     * to 0 when the session does not exist or is not the concert's. */
+    int (*seat_ids_by_number)(struct store *s, int64_t concert_id, int64_t session_id,
+                              const int64_t *numbers, size_t n, int64_t *ids, int64_t *bad);
 
     /* Bulk writes for the CLI; each runs as one transaction. *concert_id (may be
      * NULL) receives the id import created. */

@@ -32,6 +32,7 @@ struct fake {
     struct store base;
     int calls;
     struct store_hold hold;
+    int64_t held_ids[8];          /* hold.seat_ids, copied */
     struct store_reservation res; /* what get_reservation returns */
     int64_t expire_results[4];    /* successive expire_holds answers */
     int nexpire;
@@ -52,6 +53,7 @@ static int f_hold(struct store *s, struct arena *a, struct store_hold *h,
     (void)a;
     fake_of(s)->calls++;
     fake_of(s)->hold = *h;
+    for (size_t i = 0; i < h->nseats && i < 8; i++) fake_of(s)->held_ids[i] = h->seat_ids[i];
     memset(out, 0, sizeof(*out));
     return 0;
 }
@@ -97,7 +99,24 @@ static int f_charge(struct store *s, struct arena *a, struct store_charge *c,
     return c->credit(100, c->amount, &c->balance);
 }
 
+/* Session 2 of concert 1 has seats numbered 1..50 with ids 100 + number. */
+static int f_seat_ids(struct store *s, int64_t cid, int64_t sid, const int64_t *numbers, size_t n,
+                      int64_t *ids, int64_t *bad) {
+    fake_of(s)->calls++;
+    *bad = 0;
+    if (cid != 1 || sid != 2) return ERR_NOT_FOUND;
+    for (size_t i = 0; i < n; i++) {
+        if (numbers[i] > 50) {
+            *bad = numbers[i];
+            return ERR_NOT_FOUND;
+        }
+        ids[i] = 100 + numbers[i];
+    }
+    return 0;
+}
+
 static const struct store_ops fake_ops = {
+    .seat_ids_by_number = f_seat_ids,
     .hold_seats = f_hold,
     .get_reservation = f_get,
     .expire_holds = f_expire,
@@ -145,7 +164,7 @@ static void test_seat_list_takes_one_to_max_distinct_positive_ids(void **state) 
     assert_int_equal(booking_check_seats(&RULES, dup, 3, err, sizeof(err)), ERR_INVALID);
     assert_non_null(strstr(err, "seat 5 more than once"));
     assert_int_equal(booking_check_seats(&RULES, zero, 2, err, sizeof(err)), ERR_INVALID);
-    assert_non_null(strstr(err, "seatIds[1]"));
+    assert_non_null(strstr(err, "seat list entry 1"));
     assert_int_equal(booking_check_seats(&RULES, neg, 1, err, sizeof(err)), ERR_INVALID);
 }
 
@@ -362,6 +381,73 @@ static void test_sweeper_thread_sweeps_repeatedly_until_stopped(void **state) {
     assert_int_equal(atomic_load(&f->expire_calls), calls);
 }
 
+/* ---- the classic API's calls ---------------------------------------------------- */
+
+static void test_hold_by_numbers_holds_the_seat_ids_they_name(void **state) {
+    struct fake *f = *state;
+    int64_t numbers[2] = {7, 3};
+    struct store_hold h = {
+        .concert_id = 1, .session_id = 2, .user_id = 3, .seat_ids = numbers, .nseats = 2};
+    struct store_reservation out;
+    assert_int_equal(booking_hold_numbers(&f->base, NULL, &RULES, &h, NOW, &out, err, sizeof(err)),
+                     0);
+    assert_int_equal(f->calls, 2); /* the mapping, then the hold */
+    assert_int_equal(f->hold.nseats, 2);
+    assert_int_equal(f->held_ids[0], 107);
+    assert_int_equal(f->held_ids[1], 103);
+    assert_int_equal(f->hold.expires_at_ms, NOW + RULES.hold_ttl_ms);
+    assert_ptr_equal(h.seat_ids, numbers); /* the caller's numbers again */
+}
+
+static void test_hold_by_numbers_names_an_unknown_number_and_holds_nothing(void **state) {
+    struct fake *f = *state;
+    struct store_hold h = {.concert_id = 1,
+                           .session_id = 2,
+                           .user_id = 3,
+                           .seat_ids = (int64_t[]){4, 51},
+                           .nseats = 2};
+    struct store_reservation out;
+    assert_int_equal(booking_hold_numbers(&f->base, NULL, &RULES, &h, NOW, &out, err, sizeof(err)),
+                     ERR_NOT_FOUND);
+    assert_int_equal(h.bad_seat_number, 51);
+    assert_int_equal(h.bad_seat_id, 0);
+    h.concert_id = 2; /* session 2 is not concert 2's */
+    assert_int_equal(booking_hold_numbers(&f->base, NULL, &RULES, &h, NOW, &out, err, sizeof(err)),
+                     ERR_NOT_FOUND);
+    assert_int_equal(h.bad_seat_number, 0);
+    assert_int_equal(f->calls, 2); /* two lookups, no hold */
+    /* A bad list is refused before the store is asked anything. */
+    h.seat_ids = (int64_t[]){4, 4};
+    assert_int_equal(booking_hold_numbers(&f->base, NULL, &RULES, &h, NOW, &out, err, sizeof(err)),
+                     ERR_INVALID);
+    assert_non_null(strstr(err, "seat 4 more than once"));
+    h.nseats = 5;
+    h.seat_ids = (int64_t[]){1, 2, 3, 4, 5};
+    assert_int_equal(booking_hold_numbers(&f->base, NULL, &RULES, &h, NOW, &out, err, sizeof(err)),
+                     ERR_INVALID);
+    assert_int_equal(f->calls, 2);
+}
+
+static void test_pay_amount_pays_only_the_price_to_its_owner(void **state) {
+    struct fake *f = *state;
+    f->res = held(7, 3000, NOW + 1000);
+    struct store_pay p = {.reservation_id = 5, .user_id = 7, .now_ms = NOW};
+    assert_int_equal(booking_pay_amount(&f->base, NULL, &p, 2999, NULL), ERR_MISMATCH);
+    assert_int_equal(p.res.total_price, 3000);
+    assert_int_equal(booking_pay_amount(&f->base, NULL, &p, 0, NULL), ERR_MISMATCH);
+    assert_null(f->pay_check); /* the store's pay was never called */
+    p.user_id = 8;
+    assert_int_equal(booking_pay_amount(&f->base, NULL, &p, 3000, NULL), ERR_FORBIDDEN);
+    p.reservation_id = 6;
+    assert_int_equal(booking_pay_amount(&f->base, NULL, &p, 3000, NULL), ERR_NOT_FOUND);
+    assert_null(f->pay_check);
+    p.reservation_id = 5;
+    p.user_id = 7;
+    assert_int_equal(booking_pay_amount(&f->base, NULL, &p, 3000, NULL), 0);
+    assert_ptr_equal(f->pay_check, booking_can_pay);
+    assert_string_equal(p.method, "balance");
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void) {
@@ -384,6 +470,9 @@ int main(void) {
         T(test_charge_checks_the_amount_then_credits_without_overflow),
         T(test_sweep_repeats_while_batches_are_full_and_purges_day_old_keys),
         T(test_sweeper_thread_sweeps_repeatedly_until_stopped),
+        T(test_hold_by_numbers_holds_the_seat_ids_they_name),
+        T(test_hold_by_numbers_names_an_unknown_number_and_holds_nothing),
+        T(test_pay_amount_pays_only_the_price_to_its_owner),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

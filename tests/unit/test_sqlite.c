@@ -24,6 +24,7 @@
 
 extern const char *const store_sqlite_migrations[];
 extern const char store_sqlite_sql_available_seats[];
+extern const char store_sqlite_sql_available_seats_at[];
 
 #define DAY_MS (86400 * (int64_t)1000)
 #define FIRST_START_MS ((int64_t)1798797600 * 1000) /* 2027-01-01T10:00:00Z */
@@ -411,6 +412,90 @@ static void test_available_seats_query_is_a_covering_index_range_scan(void **sta
     assert_seat_plan(f);
 }
 
+/* ---- the classic API's reads ------------------------------------------------ */
+
+/* Asserts the seats at offset (at most limit) of session sid hold exactly the numbers want[]. */
+static void assert_page_at(struct fx *f, int64_t sid, int64_t offset, int64_t limit,
+                           const int64_t *want, size_t nwant) {
+    struct store_seat *seats;
+    size_t n = 99;
+    assert_int_equal(f->s->ops->list_available_seats_at(f->s, f->a, sid, offset, limit, &seats, &n),
+                     0);
+    assert_int_equal(n, nwant);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(seats[i].number, want[i]);
+        assert_int_equal(seats[i].session_id, sid);
+        assert_int_equal(seats[i].id, (sid - 1) * 10 + want[i]);
+    }
+}
+
+static void test_available_seats_at_page_by_offset_by_session_alone(void **state) {
+    struct fx *f = *state;
+    seed(f, 2, 1, 10, 1000, 0, 0); /* session 2 is concert 2's */
+    raw_exec(f, HOLD_AND_SELL);    /* session 1: 2, 3 held, 5 sold */
+    assert_page_at(f, 1, 0, 3, (int64_t[]){1, 4, 6}, 3);
+    assert_page_at(f, 1, 3, 3, (int64_t[]){7, 8, 9}, 3);
+    assert_page_at(f, 1, 6, 3, (int64_t[]){10}, 1);
+    assert_page_at(f, 1, 7, 3, NULL, 0);
+    assert_page_at(f, 2, 8, 100, (int64_t[]){9, 10}, 2);
+    struct store_seat *seats;
+    size_t n;
+    assert_int_equal(f->s->ops->list_available_seats_at(f->s, f->a, 3, 0, 10, &seats, &n),
+                     ERR_NOT_FOUND);
+    assert_int_equal(f->s->ops->list_available_seats_at(f->s, f->a, 1, -1, 10, &seats, &n),
+                     ERR_INVALID);
+    assert_int_equal(f->s->ops->list_available_seats_at(f->s, f->a, 1, 0, -1, &seats, &n),
+                     ERR_INVALID);
+}
+
+static void test_seat_ids_by_number_map_or_name_the_missing_number(void **state) {
+    struct fx *f = *state;
+    seed(f, 2, 2, 10, 1000, 0, 0); /* concert 2: sessions 3, 4; seat ids (sid-1)*10 + number */
+    raw_exec(f, HOLD_AND_SELL);    /* held and sold seats still map */
+    int64_t ids[3] = {0}, bad = -1;
+    assert_int_equal(f->s->ops->seat_ids_by_number(f->s, 2, 4, (int64_t[]){10, 1, 5}, 3, ids, &bad),
+                     0);
+    assert_int_equal(ids[0], 40);
+    assert_int_equal(ids[1], 31);
+    assert_int_equal(ids[2], 35);
+    assert_int_equal(bad, 0);
+    assert_int_equal(
+        f->s->ops->seat_ids_by_number(f->s, 1, 1, (int64_t[]){2, 11, 12}, 3, ids, &bad),
+        ERR_NOT_FOUND);
+    assert_int_equal(bad, 11);
+    bad = -1;
+    assert_int_equal(f->s->ops->seat_ids_by_number(f->s, 2, 1, (int64_t[]){2}, 1, ids, &bad),
+                     ERR_NOT_FOUND); /* session 1 is not concert 2's */
+    assert_int_equal(bad, 0);
+    bad = -1;
+    assert_int_equal(f->s->ops->seat_ids_by_number(f->s, 1, 9, (int64_t[]){2}, 1, ids, &bad),
+                     ERR_NOT_FOUND);
+    assert_int_equal(bad, 0);
+}
+
+/* EXPLAIN QUERY PLAN of the numbered page: the covering partial index, no sort. */
+static void test_available_seats_at_query_is_a_covering_index_scan(void **state) {
+    struct fx *f = *state;
+    seed(f, 2, 3, 200, 0, 0, 0);
+    raw_exec(f, HOLD_AND_SELL);
+    raw_exec(f, "ANALYZE");
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    char sql[512], plan[1024] = "";
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    snprintf(sql, sizeof(sql), "EXPLAIN QUERY PLAN %s", store_sqlite_sql_available_seats_at);
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        strncat(plan, (const char *)sqlite3_column_text(st, 3), sizeof(plan) - strlen(plan) - 2);
+        strcat(plan, "\n");
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    print_message("numbered seat page plan: %s", plan);
+    assert_non_null(strstr(plan, "USING COVERING INDEX seats_available"));
+    assert_null(strstr(plan, "TEMP B-TREE"));
+}
+
 /* ---- concurrency ------------------------------------------------------------ */
 
 struct reader {
@@ -580,6 +665,9 @@ int main(void) {
         T(test_available_seats_paginate_by_seat_number),
         T(test_available_seats_exclude_held_and_sold_seats),
         T(test_available_seats_query_is_a_covering_index_range_scan),
+        T(test_available_seats_at_page_by_offset_by_session_alone),
+        T(test_seat_ids_by_number_map_or_name_the_missing_number),
+        T(test_available_seats_at_query_is_a_covering_index_scan),
         T(test_concurrent_reads_from_eight_threads_are_correct),
         T(test_import_event_creates_sessions_with_block_seats),
         T(test_import_with_overlapping_blocks_is_invalid_and_writes_nothing),

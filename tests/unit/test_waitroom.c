@@ -329,6 +329,37 @@ static void test_gate_verdicts(void **state) {
     assert_int_equal(g, GATE_NOT_ACTIVE);
 }
 
+static void test_poll_by_user_keeps_a_waiting_token_from_the_idle_drop(void **state) {
+    struct fx *f = *state;
+    f->o.max_active = 1;
+    open_room(f, T0);
+    struct waitroom_view a = enter(f, 1, T0, 1), b = enter(f, 2, T0, 1), c = enter(f, 3, T0, 1);
+    assert_int_equal(waitroom_tick(f->w, T0 + 100), 0); /* 1 is admitted */
+    /* 2 polls by user id (classic); 3 is only looked up, which is no poll. */
+    struct waitroom_view v;
+    for (int64_t t = T0 + 1000; t <= T0 + 6000; t += 1000) {
+        assert_int_equal(waitroom_poll_user(f->w, 2, t, &v), 0);
+        assert_string_equal(v.t.token, b.t.token);
+        assert_int_equal(v.t.state, QUEUE_WAITING);
+        assert_int_equal(v.t.position, 1);
+        assert_true(v.eta_seconds >= 1);
+        assert_int_equal(waitroom_status_of_user(f->w, 3, t, &v), 0);
+    }
+    assert_int_equal(waitroom_tick(f->w, T0 + 6000), 0);
+    assert_int_equal(waitroom_poll_user(f->w, 2, T0 + 6000, &v), 0);
+    assert_int_equal(v.t.state, QUEUE_WAITING);
+    assert_int_equal(waitroom_poll_user(f->w, 3, T0 + 6000, &v), ERR_NOT_FOUND); /* dropped */
+    assert_int_equal(status(f, c.t.token, T0 + 6000).t.state, QUEUE_EXPIRED);
+    /* An ACTIVATED token: polled as it is; active until its time is up. */
+    assert_int_equal(waitroom_poll_user(f->w, 1, T0 + 6000, &v), 0);
+    assert_string_equal(v.t.token, a.t.token);
+    assert_int_equal(v.t.state, QUEUE_ACTIVATED);
+    assert_true(waitroom_ticket_active(&v.t, T0 + 6000));
+    assert_false(waitroom_ticket_active(&v.t, v.t.active_until));
+    assert_int_equal(waitroom_poll_user(f->w, 99, T0 + 6000, &v), ERR_NOT_FOUND);
+    assert_int_equal(waitroom_poll_user(f->w, 0, T0 + 6000, &v), ERR_NOT_FOUND);
+}
+
 static void test_limits_are_bounded(void **state) {
     struct fx *f = *state;
     open_room(f, T0);
@@ -410,6 +441,7 @@ int main(void) {
         T(test_leaving_frees_a_slot_at_the_next_tick),
         T(test_eta_uses_configured_rate_then_observed),
         T(test_gate_verdicts),
+        T(test_poll_by_user_keeps_a_waiting_token_from_the_idle_drop),
         T(test_limits_are_bounded),
         T(test_line_survives_a_restart),
         T(test_many_tokens_positions_stay_exact),
