@@ -5,6 +5,7 @@
 const struct api_route api_routes_v1[] = {
     {API_GET, "/health/live", api_health_live},
     {API_GET, "/health/ready", api_health_ready},
+    {API_GET, "/metrics", api_metrics},
     {API_POST, "/api/v1/waiting-queues", api_queue_enter},
     {API_GET, "/api/v1/waiting-queues", api_queue_status},
     {API_DELETE, "/api/v1/waiting-queues", api_queue_leave},

@@ -111,7 +111,14 @@ static int match_one(const struct compiled *c, const char *path, int64_t *params
     return badp ? 2 : 1;
 }
 
+int router_patterns(const struct router *rt, const char **out, int max) {
+    int n = 0;
+    for (int i = 0; i < rt->n && n < max; i++) out[n++] = rt->routes[i].route->pattern;
+    return n;
+}
+
 int router_match(const struct router *rt, int method, const char *path, struct route_match *m) {
+    m->slot = 0;
     int allow = 0, bad_seen = 0;
     const char *bad = NULL;
     int want = method == API_HEAD ? API_GET : method;
@@ -122,6 +129,7 @@ int router_match(const struct router *rt, int method, const char *path, struct r
         if (r == 1) {
             if (c->route->methods & want) {
                 m->route = c->route;
+                m->slot = i + 1;
                 memcpy(m->params, params, sizeof(params));
                 return ROUTE_OK;
             }

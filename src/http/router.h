@@ -18,6 +18,7 @@ enum route_result { ROUTE_OK = 0, ROUTE_NOT_FOUND, ROUTE_BAD_PARAM, ROUTE_BAD_ME
 
 struct route_match {
     const struct api_route *route;
+    int slot; /* ROUTE_OK: 1 + the route's place in the tables (metrics); else 0 */
     int64_t params[API_MAX_PARAMS];
     int allow;             /* ROUTE_BAD_METHOD: bitmask of the methods the path allows */
     const char *bad_param; /* ROUTE_BAD_PARAM: the parameter's name */
@@ -29,6 +30,9 @@ struct router;
  * (a programming error). */
 struct router *router_create(const struct api_route *const *tables);
 void router_free(struct router *rt);
+/* The patterns in table order (pattern i is slot i + 1); returns how many,
+ * at most max. */
+int router_patterns(const struct router *rt, const char **out, int max);
 int router_match(const struct router *rt, int method, const char *path, struct route_match *m);
 
 /* "GET, HEAD, POST" for a method bitmask, into buf. */

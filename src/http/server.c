@@ -43,6 +43,7 @@
 #include "core/arena.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/num.h"
 #include "core/timeutil.h"
 #include "core/xmalloc.h"
@@ -79,6 +80,7 @@ struct request {
     int refuse_body; /* answer at once and close rather than read the body */
     int counted;     /* in srv->in_flight: the answer is being made or sent */
     int64_t start_us;
+    int slot; /* metrics route slot: 0 until a route matched */
     char request_id[REQUEST_ID_MAX + 1];
 };
 
@@ -212,6 +214,7 @@ static int begin(struct request *rq, const char *url, const char *version) {
     default: break;
     }
     rq->route = m.route;
+    rq->slot = m.slot;
     r->route = m.route->pattern;
     memcpy(r->params, m.params, sizeof(m.params));
     if (rq->has_body && (r->method & (API_GET | API_HEAD | API_DELETE))) {
@@ -272,6 +275,7 @@ static void dispatch(struct request *rq) {
 static void count_in_flight(struct request *rq) {
     rq->counted = 1;
     atomic_fetch_add(&rq->srv->in_flight, 1);
+    metrics_in_flight(1);
 }
 
 static enum MHD_Result respond(struct request *rq) {
@@ -325,11 +329,17 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     struct request *rq = *con_cls;
     if (!rq) return;
     *con_cls = NULL;
+    int64_t latency_us = time_mono_us() - rq->start_us;
     LOG_DEBUG("access", "request_id=%s method=%s route=%s status=%d latency_us=%lld%s",
-              rq->request_id, rq->method, rq->req.route, rq->res.status,
-              (long long)(time_mono_us() - rq->start_us),
+              rq->request_id, rq->method, rq->req.route, rq->res.status, (long long)latency_us,
               toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted=1");
-    if (rq->counted) atomic_fetch_sub(&rq->srv->in_flight, 1);
+    if (rq->res.status) /* an answer was made (not a client gone mid-request) */
+        metrics_http_observe(rq->slot, rq->req.method ? __builtin_ctz((unsigned)rq->req.method) : 0,
+                             rq->res.status, latency_us);
+    if (rq->counted) {
+        atomic_fetch_sub(&rq->srv->in_flight, 1);
+        metrics_in_flight(-1);
+    }
     arena_destroy(rq->req.arena);
 }
 
@@ -401,6 +411,8 @@ int http_start(const struct http_opts *o, const struct api_env *env, struct http
     srv->o = *o;
     srv->env = env;
     srv->router = router_create(route_tables);
+    const char *patterns[METRICS_ROUTES_MAX];
+    metrics_set_routes(patterns, router_patterns(srv->router, patterns, METRICS_ROUTES_MAX - 1));
     atomic_init(&srv->in_flight, 0);
     atomic_init(&srv->stopping, 0);
 

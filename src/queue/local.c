@@ -81,6 +81,7 @@ struct local_queue {
     uint32_t *heap;                 /* ACTIVATED indexes, min-heap on active_until */
     size_t heap_n, heap_cap;
     int64_t waiting, active;
+    int64_t expired; /* since start */
     int64_t next_seq;
 };
 
@@ -311,6 +312,7 @@ static void entry_expire(struct local_queue *q, uint32_t idx) {
     }
     table_del(q, BY_USER, idx);
     e->state = QUEUE_EXPIRED;
+    q->expired++;
 }
 
 static void entry_activate(struct local_queue *q, uint32_t idx, int64_t until) {
@@ -511,6 +513,7 @@ static int lq_counts(struct queue *qq, struct queue_counts *out) {
     pthread_mutex_lock(&q->mu);
     out->waiting = q->waiting;
     out->active = q->active;
+    out->expired = q->expired;
     pthread_mutex_unlock(&q->mu);
     return 0;
 }

@@ -38,6 +38,7 @@ struct queue_ticket {
 struct queue_counts {
     int64_t waiting; /* live WAITING tokens */
     int64_t active;  /* ACTIVATED tokens not yet expired */
+    int64_t expired; /* tokens that expired since start (TTL, idle, leave, paid) */
 };
 
 struct queue_ops {

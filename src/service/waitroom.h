@@ -35,6 +35,7 @@ struct waitroom_stats {
     int64_t waiting, active;
     int64_t max_active, admit_per_sec;
     int64_t admitted_last_minute;
+    int64_t admitted_total, expired_total; /* since start */
 };
 
 /* What the gate says about a request's token. */

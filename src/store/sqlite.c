@@ -800,6 +800,12 @@ int store_sqlite_open(const char *path, struct store **out, char *errbuf, size_t
     return 0;
 }
 
+static void sq_stats(struct store *s, struct store_stats *out) {
+    struct sqlite_store *ss = (struct sqlite_store *)s;
+    sq_commit_totals(ss, &out->commit_batches, &out->commit_jobs);
+    out->commit_pending = sq_commit_pending(ss);
+}
+
 static const struct store_ops sqlite_ops = {
     .migrate = sq_migrate,
     .ping = sq_ping,
@@ -823,5 +829,6 @@ static const struct store_ops sqlite_ops = {
     .pay = sqb_pay,
     .idem_get = sqb_idem_get,
     .purge_idempotency = sqb_purge_idempotency,
+    .stats = sq_stats,
     .close = sq_close,
 };

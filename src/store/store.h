@@ -188,6 +188,13 @@ struct store_idem {
     size_t len;
 };
 
+/* What the store reports to /metrics. */
+struct store_stats {
+    uint64_t commit_batches; /* group commits done since start */
+    uint64_t commit_jobs;    /* writes they carried */
+    uint64_t commit_pending; /* writes waiting for the committer now */
+};
+
 struct store_ops {
     /* Applies the numbered migrations not yet applied; idempotent. */
     int (*migrate)(struct store *s);
@@ -280,6 +287,9 @@ struct store_ops {
     /* Deletes stored idempotent responses created before before_ms. */
     int (*purge_idempotency)(struct store *s, int64_t before_ms, int64_t *n);
     /* ---- end of booking ---------------------------------------------------- */
+
+    /* Counters for /metrics; cheap, no I/O. */
+    void (*stats)(struct store *s, struct store_stats *out);
 
     /* Closes every connection and frees s. */
     void (*close)(struct store *s);
