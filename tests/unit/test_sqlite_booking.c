@@ -34,7 +34,8 @@ struct fx {
     struct arena *a;
 };
 
-static int64_t raw_int(const struct fx *f, const char *fmt, ...) {
+__attribute__((format(printf, 2, 3))) static int64_t raw_int(const struct fx *f, const char *fmt,
+                                                             ...) {
     char sql[512];
     va_list ap;
     va_start(ap, fmt);
