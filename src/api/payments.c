@@ -2,10 +2,13 @@
  *
  *   POST /api/v1/payments  {"userId","reservationId","method"?}   (Idempotency-Key honoured)
  *
- * Decode, call service/booking, encode, map errors: 404 unknown reservation,
- * 403 another user's, 409 RESERVATION_NOT_PAYABLE, 402 INSUFFICIENT_BALANCE,
- * 503 GATEWAY_UNAVAILABLE for card payments (no gateway yet). The response is
- * made inside the store's transaction (render_payment) so that, with an
+ * Decode, call service/booking (balance) or service/payment (card), encode,
+ * map errors: 404 unknown reservation, 403 another user's, 409
+ * RESERVATION_NOT_PAYABLE, 402 INSUFFICIENT_BALANCE or PAYMENT_DECLINED,
+ * 503 GATEWAY_UNAVAILABLE for card payments when no gateway is configured
+ * or the circuit breaker is open (with Retry-After), 202 PENDING when the
+ * gateway's answer is unknown. A final response is made inside the store's
+ * transaction (render_payment, render_card) so that, with an
  * Idempotency-Key, the bytes sent are the ones stored for replay. */
 #include <stdio.h>
 #include <string.h>
@@ -17,12 +20,14 @@
 #include "core/json.h"
 #include "core/timeutil.h"
 #include "service/booking.h"
+#include "service/payment.h"
 #include "service/waitroom.h"
 #include "store/store.h"
 
 static const char *const pay_keys[] = {"userId", "reservationId", "method", NULL};
 
-static void reply_payment(struct api_req *r, struct api_res *w, const struct store_payment *p) {
+static void reply_payment(struct api_req *r, struct api_res *w, const struct store_payment *p,
+                          int status, const char *state) {
     struct jw j;
     jw_init(&j, r->arena, 192);
     jw_obj_begin(&j);
@@ -31,13 +36,35 @@ static void reply_payment(struct api_req *r, struct api_res *w, const struct sto
     jw_kv_i64(&j, "userId", p->user_id);
     jw_kv_i64(&j, "amount", p->amount);
     jw_kv_str(&j, "method", p->method);
-    jw_kv_str(&j, "status", "COMPLETED");
-    jw_key(&j, "paidAt");
-    jw_time(&j, p->paid_at_ms);
+    jw_kv_str(&j, "status", state);
+    if (p->paid_at_ms) {
+        jw_key(&j, "paidAt");
+        jw_time(&j, p->paid_at_ms);
+    }
     jw_obj_end(&j);
     size_t len;
     char *body = jw_finish(&j, &len);
-    api_json(w, 201, body, len);
+    api_json(w, status, body, len);
+}
+
+/* The refusals balance and card payments share: 404, 403, 409, and the rest. */
+static void refuse(struct api_req *r, struct api_res *w, int err, int64_t rid, int64_t user_id,
+                   const struct store_reservation *res, int64_t now_ms) {
+    switch (err) {
+    case ERR_NOT_FOUND:
+        api_fail(r, w, err, arena_sprintf(r->arena, "reservation %lld not found", (long long)rid));
+        break;
+    case ERR_FORBIDDEN:
+        api_fail(r, w, err,
+                 arena_sprintf(r->arena, "reservation %lld is not a reservation of user %lld",
+                               (long long)rid, (long long)user_id));
+        break;
+    case ERR_CONFLICT:
+        api_error(r, w, 409, "RESERVATION_NOT_PAYABLE", "reservation %lld is %s, not a live hold",
+                  (long long)rid, booking_status_name(booking_effective_status(res, now_ms)));
+        break;
+    default: api_fail(r, w, err, NULL); break;
+    }
 }
 
 struct pay_ctx {
@@ -52,31 +79,45 @@ static void render_payment(void *ctx, int err, int *status, const char **body, s
     struct pay_ctx *x = ctx;
     struct api_req *r = x->r;
     const struct store_pay *p = x->p;
-    long long rid = p->reservation_id;
-    switch (err) {
-    case 0: reply_payment(r, x->w, &p->out); break;
-    case ERR_NOT_FOUND:
-        api_fail(r, x->w, err, arena_sprintf(r->arena, "reservation %lld not found", rid));
-        break;
-    case ERR_FORBIDDEN:
-        api_fail(r, x->w, err,
-                 arena_sprintf(r->arena, "reservation %lld is not a reservation of user %lld", rid,
-                               (long long)p->user_id));
-        break;
-    case ERR_CONFLICT:
-        api_error(r, x->w, 409, "RESERVATION_NOT_PAYABLE",
-                  "reservation %lld is %s, not a live hold", rid,
-                  booking_status_name(booking_effective_status(&p->res, p->now_ms)));
-        break;
-    case ERR_INSUFFICIENT:
+    if (err == 0) {
+        reply_payment(r, x->w, &p->out, 201, "COMPLETED");
+    } else if (err == ERR_INSUFFICIENT) {
         api_fail(r, x->w, err,
                  arena_sprintf(r->arena,
                                "balance %lld of user %lld is less than the price %lld of "
                                "reservation %lld",
                                (long long)p->balance, (long long)p->user_id,
-                               (long long)p->res.total_price, rid));
-        break;
-    default: api_fail(r, x->w, err, NULL); break;
+                               (long long)p->res.total_price, (long long)p->reservation_id));
+    } else {
+        refuse(r, x->w, err, p->reservation_id, p->user_id, &p->res, p->now_ms);
+    }
+    x->rendered = 1;
+    *status = x->w->status;
+    *body = x->w->body;
+    *len = x->w->body_len;
+}
+
+struct card_ctx {
+    struct api_req *r;
+    struct api_res *w;
+    struct card_pay *c;
+    int64_t now_ms;
+    int rendered;
+};
+
+/* The final response to a card payment: 201, 402 declined, or a refusal. */
+static void render_card(void *ctx, int err, int *status, const char **body, size_t *len) {
+    struct card_ctx *x = ctx;
+    struct card_pay *c = x->c;
+    if (err == 0) {
+        reply_payment(x->r, x->w, &c->payment, 201, "COMPLETED");
+    } else if (err == ERR_DECLINED) {
+        api_error(x->r, x->w, 402, "PAYMENT_DECLINED",
+                  "the card payment of reservation %lld was declined by the payment gateway; "
+                  "the hold is kept until it expires",
+                  (long long)c->reservation_id);
+    } else {
+        refuse(x->r, x->w, err, c->reservation_id, c->user_id, &c->res, x->now_ms);
     }
     x->rendered = 1;
     *status = x->w->status;
@@ -102,7 +143,43 @@ static int decode_payment(struct api_req *r, struct api_res *w, struct store_pay
 
 static int business(int err) {
     return err == 0 || err == ERR_NOT_FOUND || err == ERR_FORBIDDEN || err == ERR_CONFLICT ||
-           err == ERR_INSUFFICIENT;
+           err == ERR_INSUFFICIENT || err == ERR_DECLINED;
+}
+
+/* Card payments (service/payment.c): 201, 202 PENDING, 402, 503. */
+static void pay_card(struct api_req *r, struct api_res *w, const struct store_pay *p,
+                     struct store_idem *idem) {
+    if (!r->env->payments) {
+        api_error(r, w, 503, "GATEWAY_UNAVAILABLE",
+                  "card payments need the payment gateway, which is not configured");
+        return;
+    }
+    struct card_pay c = {.reservation_id = p->reservation_id, .user_id = p->user_id};
+    struct card_ctx x = {r, w, &c, p->now_ms, 0};
+    if (idem) {
+        idem->render = render_card;
+        idem->ctx = &x;
+    }
+    int rc = payment_card(r->env->payments, r->arena, &c, idem);
+    if (idem && idem->replayed && rc == 0) {
+        api_idem_replay(w, idem);
+    } else if (rc == ERR_UNAVAILABLE && c.retry_after_ms > 0) {
+        int64_t secs = (c.retry_after_ms + 999) / 1000;
+        api_error(r, w, 503, "GATEWAY_UNAVAILABLE",
+                  "the payment gateway is failing, so card payments are paused (circuit "
+                  "breaker open); retry after %lld s",
+                  (long long)secs);
+        api_add_header(w, "Retry-After", arena_sprintf(r->arena, "%lld", (long long)secs));
+    } else if (rc == 0 && c.outcome == CARD_PENDING) {
+        reply_payment(r, w, &c.payment, 202, "PENDING");
+    } else if (business(rc)) {
+        int status;
+        const char *body;
+        size_t len;
+        if (!x.rendered) render_card(&x, rc, &status, &body, &len);
+    } else {
+        api_fail(r, w, rc, NULL);
+    }
 }
 
 /* Paying expires the payer's waiting-room token, so a retry of a payment
@@ -146,15 +223,16 @@ void api_payment_create(struct api_req *r, struct api_res *w) {
     struct store_idem idem;
     int use_idem;
     if (api_idem_begin(r, w, p.user_id, &idem, &use_idem)) return;
+    if (strcmp(p.method, "card") == 0) {
+        pay_card(r, w, &p, use_idem ? &idem : NULL);
+        return;
+    }
     struct pay_ctx x = {r, w, &p, 0};
     idem.render = render_payment;
     idem.ctx = &x;
     int rc = booking_pay(r->env->store, r->arena, &p, use_idem ? &idem : NULL);
     if (use_idem && idem.replayed && rc == 0) {
         api_idem_replay(w, &idem);
-    } else if (rc == ERR_UNAVAILABLE && strcmp(p.method, "card") == 0) {
-        api_error(r, w, 503, "GATEWAY_UNAVAILABLE",
-                  "card payments need the payment gateway, which is not configured");
     } else if (business(rc)) {
         int status;
         const char *body;

@@ -15,6 +15,7 @@ const char *err_str(int err) {
     case ERR_INTERNAL: return "internal";
     case ERR_INSUFFICIENT: return "insufficient";
     case ERR_IDEMPOTENCY: return "idempotency";
+    case ERR_DECLINED: return "declined";
     }
     return "unknown";
 }

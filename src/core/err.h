@@ -18,6 +18,7 @@ enum err {
     ERR_INTERNAL = -9,      /* a bug: broken invariant, 500 */
     ERR_INSUFFICIENT = -10, /* not enough balance for a payment, 402 */
     ERR_IDEMPOTENCY = -11,  /* an Idempotency-Key reused for another request, 409 */
+    ERR_DECLINED = -12,     /* the payment gateway declined a card payment, 402 */
 };
 
 /* A stable lowercase name for logs ("invalid", "not_found", ...). */

@@ -155,5 +155,10 @@ int sqb_expire_holds(struct store *s, int64_t now_ms, int64_t max, int64_t *n);
 int sqb_get_balance(struct store *s, int64_t user_id, int64_t *balance);
 int sqb_charge(struct store *s, struct arena *a, struct store_charge *c, struct store_idem *idem);
 int sqb_pay(struct store *s, struct arena *a, struct store_pay *p, struct store_idem *idem);
+int sqb_card_begin(struct store *s, struct store_card *c);
+int sqb_card_settle(struct store *s, struct arena *a, struct store_card_settle *x,
+                    struct store_idem *idem);
+int sqb_card_list_pending(struct store *s, struct arena *a, int64_t created_before_ms, int64_t max,
+                          struct store_card_pending **out, size_t *n);
 int sqb_idem_get(struct store *s, struct arena *a, struct store_idem *idem, int64_t now_ms);
 int sqb_purge_idempotency(struct store *s, int64_t before_ms, int64_t *n);
