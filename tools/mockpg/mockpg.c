@@ -12,6 +12,8 @@
  *   PUT  /admin/faults {"failRate","latencyMs","declineRate","down"}  (any subset)
  *   GET  /admin/faults                  the faults in force
  *   GET  /admin/charges                 {"charges":[...]} every charge, in order
+ *   GET  /admin/stats                   {"chargeRequests","lookupRequests"}: /v1
+ *                                       requests received, whatever their fate
  *
  * Faults (they apply to the /v1 routes only, never to /admin):
  *   down        every /v1 request gets 503 {"status":"UNAVAILABLE"} at once,
@@ -61,6 +63,7 @@ static struct {
     long long latency_ms;
     int down;
     unsigned long long seq;
+    long long charge_requests, lookup_requests;
     unsigned short rng[3];
 } st = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
@@ -231,6 +234,13 @@ static enum MHD_Result route(struct MHD_Connection *c, const char *method, const
     if (strncmp(url, "/admin/", 7) == 0) {
         if (strcmp(url, "/admin/charges") == 0 && get) return list_charges(c);
         if (strcmp(url, "/admin/faults") == 0 && put) return put_faults(c, rq);
+        if (strcmp(url, "/admin/stats") == 0 && get) {
+            pthread_mutex_lock(&st.mu);
+            json_t *out = json_pack("{sI sI}", "chargeRequests", (json_int_t)st.charge_requests,
+                                    "lookupRequests", (json_int_t)st.lookup_requests);
+            pthread_mutex_unlock(&st.mu);
+            return send_json(c, 200, out);
+        }
         if (strcmp(url, "/admin/faults") == 0 && get) {
             pthread_mutex_lock(&st.mu);
             json_t *out = faults_json();
@@ -242,6 +252,8 @@ static enum MHD_Result route(struct MHD_Connection *c, const char *method, const
     if (strncmp(url, "/v1/charges", 11) != 0) return send_status(c, 404, "NO_ROUTE");
     pthread_mutex_lock(&st.mu);
     int down = st.down;
+    if (post) st.charge_requests++;
+    if (get) st.lookup_requests++;
     pthread_mutex_unlock(&st.mu);
     if (down) return send_status(c, 503, "UNAVAILABLE");
     if (strcmp(url, "/v1/charges") == 0 && post) return post_charge(c, rq);
