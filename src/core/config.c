@@ -104,7 +104,7 @@ static const struct cfg_option options[] = {
     {"pg-breaker-min-calls", OPT_INT, OFF(pg_breaker_min_calls), "10", 1, 1000, NULL, CMD_SERVE,
      NULL, "circuit breaker: calls in the window before it may open (at most the window)"},
     {"pg-breaker-failure-rate", OPT_INT, OFF(pg_breaker_failure_rate), "50", 1, 100, NULL,
-     CMD_SERVE, "PERCENT", "circuit breaker: failed calls in the window that open it"},
+     CMD_SERVE, NULL, "circuit breaker: % of failed calls in the window that opens it"},
     {"pg-breaker-open", OPT_DURATION, OFF(pg_breaker_open_ms), "10s", 100, HOUR, NULL, CMD_SERVE,
      NULL, "circuit breaker: how long it stays open before trial calls"},
     {"concerts", OPT_INT, OFF(seed_concerts), "3", 0, 100000, NULL, CMD_SEED, NULL,
