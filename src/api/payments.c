@@ -223,7 +223,7 @@ void api_payment_create(struct api_req *r, struct api_res *w) {
     struct store_idem idem;
     int use_idem;
     if (api_idem_begin(r, w, p.user_id, &idem, &use_idem)) return;
-    if (strcmp(p.method, "card") == 0) {
+    if (p.method && strcmp(p.method, "card") == 0) { /* NULL: absent, "balance" */
         pay_card(r, w, &p, use_idem ? &idem : NULL);
         return;
     }
