@@ -1,9 +1,10 @@
 /* main.c -- parse the configuration, open the adapters, start the hold
- * sweeper, the payment reconciler and the HTTP workers, wait for
- * SIGINT/SIGTERM, shut down in order.
+ * sweeper, the payment reconciler, the outbox relay and the HTTP workers,
+ * wait for SIGINT/SIGTERM, shut down in order.
  *
  * Shutdown order: stop accepting and finish in-flight requests (http_stop),
- * then stop the payment reconciler and close the gateway, stop the
+ * then stop the payment reconciler and close the gateway, stop the outbox
+ * relay (after one last pass) and close its sink, stop the
  * waiting-room ticker and the hold sweeper, close the queue and the store
  * (which lets its committer finish the writes queued), so nothing ever runs
  * against a closed adapter. */
@@ -23,8 +24,10 @@
 #include "http/server.h"
 #include "queue/queue.h"
 #include "service/booking.h"
+#include "service/outbox.h"
 #include "service/payment.h"
 #include "service/waitroom.h"
+#include "sink/sink.h"
 #include "store/store.h"
 
 static int open_queue(const struct config *c, struct store *store, struct queue **out, char *err,
@@ -94,9 +97,33 @@ static int open_payments(const struct config *c, struct store *store, struct wai
     return 0;
 }
 
-static void close_payments(struct gateway *gw, struct payments *pay) {
+/* The outbox relay when --events is given; both stay NULL without it. */
+static int open_events(const struct config *c, struct store *store, struct sink **sink,
+                       struct outbox_relay **relay) {
+    char err[512];
+    *sink = NULL;
+    *relay = NULL;
+    if (!c->events) return 0;
+    if (sink_open(c->events, sink, err, sizeof(err))) {
+        fprintf(stderr, "concertd: %s\n", err);
+        return 1;
+    }
+    if (outbox_relay_start(store, *sink, OUTBOX_RELAY_INTERVAL_MS, relay)) {
+        fprintf(stderr, "concertd: cannot start the outbox relay thread\n");
+        (*sink)->ops->close(*sink);
+        *sink = NULL;
+        return 1;
+    }
+    return 0;
+}
+
+/* The reconciler and the relay write to the store: they stop before it closes. */
+static void close_payments(struct gateway *gw, struct payments *pay, struct sink *sink,
+                           struct outbox_relay *relay) {
     payments_free(pay);
     if (gw) gw->ops->close(gw);
+    outbox_relay_stop(relay); /* after the reconciler: its last events go out too */
+    if (sink) sink->ops->close(sink);
 }
 
 static int serve(const struct config *c) {
@@ -135,7 +162,14 @@ static int serve(const struct config *c) {
     }
     struct gateway *gw;
     struct payments *pay;
+    struct sink *sink;
+    struct outbox_relay *relay;
     if (open_payments(c, store, wr, &gw, &pay)) {
+        close_all(wr, sweeper, queue, store);
+        return 1;
+    }
+    if (open_events(c, store, &sink, &relay)) {
+        close_payments(gw, pay, NULL, NULL);
         close_all(wr, sweeper, queue, store);
         return 1;
     }
@@ -154,7 +188,7 @@ static int serve(const struct config *c) {
     struct http_server *http = NULL;
     if (waitroom_start(wr) || http_start(&o, &env, &http, err, sizeof(err))) {
         fprintf(stderr, "concertd: %s\n", http ? "cannot start the waiting-room ticker" : err);
-        close_payments(gw, pay);
+        close_payments(gw, pay, sink, relay);
         close_all(wr, sweeper, queue, store);
         return 1;
     }
@@ -164,7 +198,7 @@ static int serve(const struct config *c) {
     sigwait(&stop, &sig);
     LOG_INFO("main", "signal=%s: shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
     http_stop(http);
-    close_payments(gw, pay);
+    close_payments(gw, pay, sink, relay);
     close_all(wr, sweeper, queue, store);
     LOG_INFO("main", "bye");
     return 0;

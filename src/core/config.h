@@ -60,6 +60,7 @@ struct config {
     int64_t pg_breaker_min_calls;    /* calls before the failure rate is judged */
     int64_t pg_breaker_failure_rate; /* % of failed calls that opens the breaker */
     int64_t pg_breaker_open_ms;      /* how long the breaker stays open */
+    const char *events;              /* outbox relay sink "log:PATH"; NULL: no relay */
 
     /* seed */
     int64_t seed_concerts;

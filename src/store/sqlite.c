@@ -752,6 +752,8 @@ static const struct store_ops sqlite_ops = {
     .import_event = sq_import_event,
     .queue_save = sq_queue_save,
     .queue_load = sq_queue_load,
+    .outbox_list = sq_outbox_list,
+    .outbox_mark = sq_outbox_mark,
     /* booking (sqlite_booking.c) */
     .hold_seats = sqb_hold_seats,
     .get_reservation = sqb_get_reservation,

@@ -144,6 +144,11 @@ enum sq_savepoint { SQ_SP_JOB, SQ_SP_STEP };
 int sq_savepoint(struct conn *c, enum sq_savepoint sp);
 int sq_release(struct conn *c, enum sq_savepoint sp, int err);
 
+/* sqlite_outbox.c: the relay's reads and marks. */
+int sq_outbox_list(struct store *s, struct arena *a, int64_t max, struct store_event_row **out,
+                   size_t *n);
+int sq_outbox_mark(struct store *s, const int64_t *ids, size_t n, int64_t now_ms);
+
 /* ---- booking ops (sqlite_booking.c), for the ops table in sqlite.c ------- */
 int sqb_hold_seats(struct store *s, struct arena *a, struct store_hold *h,
                    struct store_reservation *out);

@@ -218,6 +218,15 @@ struct store_card_pending {
     const char *key;
 };
 
+/* An outbox event (table outbox), for the relay. */
+struct store_event_row {
+    int64_t id; /* publication order */
+    const char *topic;
+    int64_t aggregate_id;
+    const char *payload; /* JSON object */
+    int64_t created_at_ms;
+};
+
 /* Idempotency-Key handling for charge and pay (invariant 4). The key row is
  * written in the same transaction as the money movement, so of concurrent
  * duplicates exactly one moves money and the others replay its response. */
@@ -329,6 +338,12 @@ struct store_ops {
     /* Deletes stored idempotent responses created before before_ms. */
     int (*purge_idempotency)(struct store *s, int64_t before_ms, int64_t *n);
     /* ---- end of booking ---------------------------------------------------- */
+
+    /* The outbox (sqlite_outbox.c): at most max unpublished events in id
+     * order (into a); marking sets published_at of the ids given. */
+    int (*outbox_list)(struct store *s, struct arena *a, int64_t max, struct store_event_row **out,
+                       size_t *n);
+    int (*outbox_mark)(struct store *s, const int64_t *ids, size_t n, int64_t now_ms);
 
     /* Closes every connection and frees s. */
     void (*close)(struct store *s);
