@@ -1,10 +1,13 @@
 /* main.c -- parse the configuration, open the adapters, start the hold
- * sweeper and the HTTP workers, wait for SIGINT/SIGTERM, shut down in order.
+ * sweeper, the payment reconciler, the outbox relay and the HTTP workers,
+ * wait for SIGINT/SIGTERM, shut down in order.
  *
  * Shutdown order: stop accepting and finish in-flight requests (http_stop),
- * then stop the waiting-room ticker and the hold sweeper, close the queue
- * and the store (which lets its committer finish the writes queued), so
- * nothing ever runs against a closed adapter. */
+ * then stop the payment reconciler and close the gateway, stop the outbox
+ * relay (after one last pass) and close its sink, stop the
+ * waiting-room ticker and the hold sweeper, close the queue and the store
+ * (which lets its committer finish the writes queued), so nothing ever runs
+ * against a closed adapter. */
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -17,10 +20,14 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "core/timeutil.h"
+#include "gateway/gateway.h"
 #include "http/server.h"
 #include "queue/queue.h"
 #include "service/booking.h"
+#include "service/outbox.h"
+#include "service/payment.h"
 #include "service/waitroom.h"
+#include "sink/sink.h"
 #include "store/store.h"
 
 static int open_queue(const struct config *c, struct store *store, struct queue **out, char *err,
@@ -40,6 +47,83 @@ static void close_all(struct waitroom *wr, struct booking_sweeper *sweeper, stru
     if (sweeper) booking_sweeper_stop(sweeper);
     queue->ops->close(queue);
     store->ops->close(store);
+}
+
+static void paid(void *ctx, int64_t user_id, int64_t now_ms) {
+    waitroom_paid(ctx, user_id, now_ms);
+}
+
+/* Card payments when --pg-url is given: the gateway adapter, the breaker
+ * and the reconciler. *gw and *out stay NULL without --pg-url. */
+static int open_payments(const struct config *c, struct store *store, struct waitroom *wr,
+                         struct gateway **gw, struct payments **out) {
+    char err[512];
+    *gw = NULL;
+    *out = NULL;
+    if (!c->pg_url) return 0;
+    if (c->pg_breaker_min_calls > c->pg_breaker_window) {
+        fprintf(stderr,
+                "concertd: --pg-breaker-min-calls %lld is more than --pg-breaker-window %lld\n",
+                (long long)c->pg_breaker_min_calls, (long long)c->pg_breaker_window);
+        return 1;
+    }
+    if (gateway_http_open(c->pg_url, c->pg_timeout_ms, gw, err, sizeof(err))) {
+        fprintf(stderr, "concertd: %s\n", err);
+        return 1;
+    }
+    struct payment_opts po = {
+        .timeout_ms = c->pg_timeout_ms,
+        .breaker = {.window = (int)c->pg_breaker_window,
+                    .min_calls = (int)c->pg_breaker_min_calls,
+                    .failure_rate_pct = (int)c->pg_breaker_failure_rate,
+                    .open_ms = c->pg_breaker_open_ms,
+                    .half_open_calls = 3,
+                    .slow_ms = c->pg_timeout_ms},
+        .now_ms = time_now_ms,
+        .mono_ms = time_mono_ms,
+        .on_paid = paid,
+        .on_paid_ctx = wr,
+    };
+    if (payments_new(store, *gw, &po, out) || payments_start(*out)) {
+        fprintf(stderr, "concertd: cannot start card payments (breaker options or thread)\n");
+        payments_free(*out);
+        (*gw)->ops->close(*gw);
+        *gw = NULL;
+        *out = NULL;
+        return 1;
+    }
+    LOG_INFO("main", "card payments via %s timeout_ms=%lld", c->pg_url,
+             (long long)c->pg_timeout_ms);
+    return 0;
+}
+
+/* The outbox relay when --events is given; both stay NULL without it. */
+static int open_events(const struct config *c, struct store *store, struct sink **sink,
+                       struct outbox_relay **relay) {
+    char err[512];
+    *sink = NULL;
+    *relay = NULL;
+    if (!c->events) return 0;
+    if (sink_open(c->events, sink, err, sizeof(err))) {
+        fprintf(stderr, "concertd: %s\n", err);
+        return 1;
+    }
+    if (outbox_relay_start(store, *sink, OUTBOX_RELAY_INTERVAL_MS, relay)) {
+        fprintf(stderr, "concertd: cannot start the outbox relay thread\n");
+        (*sink)->ops->close(*sink);
+        *sink = NULL;
+        return 1;
+    }
+    return 0;
+}
+
+/* The reconciler and the relay write to the store: they stop before it closes. */
+static void close_payments(struct gateway *gw, struct payments *pay, struct sink *sink,
+                           struct outbox_relay *relay) {
+    payments_free(pay);
+    if (gw) gw->ops->close(gw);
+    outbox_relay_stop(relay); /* after the reconciler: its last events go out too */
+    if (sink) sink->ops->close(sink);
 }
 
 static int serve(const struct config *c) {
@@ -76,7 +160,20 @@ static int serve(const struct config *c) {
         close_all(wr, NULL, queue, store);
         return 1;
     }
-    struct api_env env = {.store = store, .waitroom = wr, .cfg = c};
+    struct gateway *gw;
+    struct payments *pay;
+    struct sink *sink;
+    struct outbox_relay *relay;
+    if (open_payments(c, store, wr, &gw, &pay)) {
+        close_all(wr, sweeper, queue, store);
+        return 1;
+    }
+    if (open_events(c, store, &sink, &relay)) {
+        close_payments(gw, pay, NULL, NULL);
+        close_all(wr, sweeper, queue, store);
+        return 1;
+    }
+    struct api_env env = {.store = store, .waitroom = wr, .payments = pay, .cfg = c};
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     struct http_opts o = {
         .listen = c->listen,
@@ -91,6 +188,7 @@ static int serve(const struct config *c) {
     struct http_server *http = NULL;
     if (waitroom_start(wr) || http_start(&o, &env, &http, err, sizeof(err))) {
         fprintf(stderr, "concertd: %s\n", http ? "cannot start the waiting-room ticker" : err);
+        close_payments(gw, pay, sink, relay);
         close_all(wr, sweeper, queue, store);
         return 1;
     }
@@ -100,6 +198,7 @@ static int serve(const struct config *c) {
     sigwait(&stop, &sig);
     LOG_INFO("main", "signal=%s: shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
     http_stop(http);
+    close_payments(gw, pay, sink, relay);
     close_all(wr, sweeper, queue, store);
     LOG_INFO("main", "bye");
     return 0;

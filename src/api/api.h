@@ -20,6 +20,7 @@ struct arena;
 struct config;
 struct store;
 struct waitroom;
+struct payments;
 
 /* HTTP methods as bits, so a route can allow several and 405 can list them. */
 enum api_method {
@@ -37,6 +38,7 @@ enum api_method {
 struct api_env {
     struct store *store;
     struct waitroom *waitroom;
+    struct payments *payments; /* card payments; NULL without --pg-url */
     const struct config *cfg;
 };
 

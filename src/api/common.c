@@ -59,6 +59,9 @@ void api_fail(struct api_req *r, struct api_res *w, int err, const char *msg) {
     case ERR_INSUFFICIENT:
         api_error(r, w, 402, "INSUFFICIENT_BALANCE", "%s", msg ? msg : "insufficient balance");
         return;
+    case ERR_DECLINED:
+        api_error(r, w, 402, "PAYMENT_DECLINED", "%s", msg ? msg : "the card payment was declined");
+        return;
     case ERR_IDEMPOTENCY:
         api_error(r, w, 409, "IDEMPOTENCY_CONFLICT", "%s",
                   msg ? msg : "this Idempotency-Key was used for a different request");

@@ -2,13 +2,18 @@
  *
  *   POST /api/v1/payments  {"userId","reservationId","method"?}   (Idempotency-Key honoured)
  *
- * Decode, call service/booking, encode, map errors: 404 unknown reservation,
- * 403 another user's, 409 RESERVATION_NOT_PAYABLE, 402 INSUFFICIENT_BALANCE,
- * 503 GATEWAY_UNAVAILABLE for card payments (no gateway yet). The response is
- * made inside the store's transaction (render_payment) so that, with an
+ * Decode, call service/booking (balance) or service/payment (card), encode,
+ * map errors: 404 unknown reservation, 403 another user's, 409
+ * RESERVATION_NOT_PAYABLE, 402 INSUFFICIENT_BALANCE or PAYMENT_DECLINED,
+ * 503 GATEWAY_UNAVAILABLE for card payments when no gateway is configured
+ * or the circuit breaker is open (with Retry-After), 202 PENDING when the
+ * gateway's answer is unknown. A final response is made inside the store's
+ * transaction (render_payment, render_card) so that, with an
  * Idempotency-Key, the bytes sent are the ones stored for replay. The
  * classic payment route (classic.c) pays through api_pay with its own
- * encoder and the amount its client states. */
+ * encoder and the amount its client states. A completed payment expires
+ * the payer's waiting-room token (here for balance payments; card payments
+ * through service/payment's on_paid). */
 #include <stdio.h>
 #include <string.h>
 
@@ -19,12 +24,14 @@
 #include "core/json.h"
 #include "core/timeutil.h"
 #include "service/booking.h"
+#include "service/payment.h"
 #include "service/waitroom.h"
 #include "store/store.h"
 
 static const char *const pay_keys[] = {"userId", "reservationId", "method", NULL};
 
-static void reply_payment(struct api_req *r, struct api_res *w, const struct store_payment *p) {
+static void write_payment(struct api_req *r, struct api_res *w, const struct store_payment *p,
+                          int status, const char *state) {
     struct jw j;
     jw_init(&j, r->arena, 192);
     jw_obj_begin(&j);
@@ -33,33 +40,48 @@ static void reply_payment(struct api_req *r, struct api_res *w, const struct sto
     jw_kv_i64(&j, "userId", p->user_id);
     jw_kv_i64(&j, "amount", p->amount);
     jw_kv_str(&j, "method", p->method);
-    jw_kv_str(&j, "status", "COMPLETED");
-    jw_key(&j, "paidAt");
-    jw_time(&j, p->paid_at_ms);
+    jw_kv_str(&j, "status", state);
+    if (p->paid_at_ms) {
+        jw_key(&j, "paidAt");
+        jw_time(&j, p->paid_at_ms);
+    }
     jw_obj_end(&j);
     size_t len;
     char *body = jw_finish(&j, &len);
-    api_json(w, 201, body, len);
+    api_json(w, status, body, len);
 }
 
-/* The answer to a payment refused with err; stated: the amount the payer
- * stated (classic), or NULL. */
+/* The v1 answer to a completed payment (an api_payment_reply). */
+static void reply_payment(struct api_req *r, struct api_res *w, const struct store_payment *p) {
+    write_payment(r, w, p, 201, "COMPLETED");
+}
+
+/* The refusals balance and card payments share: 404, 403, 409, and the rest. */
+static void refuse(struct api_req *r, struct api_res *w, int err, int64_t rid, int64_t user_id,
+                   const struct store_reservation *res, int64_t now_ms) {
+    switch (err) {
+    case ERR_NOT_FOUND:
+        api_fail(r, w, err, arena_sprintf(r->arena, "reservation %lld not found", (long long)rid));
+        break;
+    case ERR_FORBIDDEN:
+        api_fail(r, w, err,
+                 arena_sprintf(r->arena, "reservation %lld is not a reservation of user %lld",
+                               (long long)rid, (long long)user_id));
+        break;
+    case ERR_CONFLICT:
+        api_error(r, w, 409, "RESERVATION_NOT_PAYABLE", "reservation %lld is %s, not a live hold",
+                  (long long)rid, booking_status_name(booking_effective_status(res, now_ms)));
+        break;
+    default: api_fail(r, w, err, NULL); break;
+    }
+}
+
+/* The answer to a balance payment refused with err; stated: the amount the
+ * payer stated (classic), or NULL. */
 static void refuse_payment(struct api_req *r, struct api_res *w, int err, const struct store_pay *p,
                            const int64_t *stated) {
     long long rid = p->reservation_id;
     switch (err) {
-    case ERR_NOT_FOUND:
-        api_fail(r, w, err, arena_sprintf(r->arena, "reservation %lld not found", rid));
-        break;
-    case ERR_FORBIDDEN:
-        api_fail(r, w, err,
-                 arena_sprintf(r->arena, "reservation %lld is not a reservation of user %lld", rid,
-                               (long long)p->user_id));
-        break;
-    case ERR_CONFLICT:
-        api_error(r, w, 409, "RESERVATION_NOT_PAYABLE", "reservation %lld is %s, not a live hold",
-                  rid, booking_status_name(booking_effective_status(&p->res, p->now_ms)));
-        break;
     case ERR_INSUFFICIENT:
         api_fail(r, w, err,
                  arena_sprintf(r->arena,
@@ -73,7 +95,7 @@ static void refuse_payment(struct api_req *r, struct api_res *w, int err, const 
                   "amount %lld is not the price %lld of reservation %lld; nothing was paid",
                   (long long)(stated ? *stated : 0), (long long)p->res.total_price, rid);
         break;
-    default: api_fail(r, w, err, NULL); break;
+    default: refuse(r, w, err, p->reservation_id, p->user_id, &p->res, p->now_ms); break;
     }
 }
 
@@ -99,6 +121,34 @@ static void render_payment(void *ctx, int err, int *status, const char **body, s
     *len = x->w->body_len;
 }
 
+struct card_ctx {
+    struct api_req *r;
+    struct api_res *w;
+    struct card_pay *c;
+    int64_t now_ms;
+    int rendered;
+};
+
+/* The final response to a card payment: 201, 402 declined, or a refusal. */
+static void render_card(void *ctx, int err, int *status, const char **body, size_t *len) {
+    struct card_ctx *x = ctx;
+    struct card_pay *c = x->c;
+    if (err == 0) {
+        write_payment(x->r, x->w, &c->payment, 201, "COMPLETED");
+    } else if (err == ERR_DECLINED) {
+        api_error(x->r, x->w, 402, "PAYMENT_DECLINED",
+                  "the card payment of reservation %lld was declined by the payment gateway; "
+                  "the hold is kept until it expires",
+                  (long long)c->reservation_id);
+    } else {
+        refuse(x->r, x->w, err, c->reservation_id, c->user_id, &c->res, x->now_ms);
+    }
+    x->rendered = 1;
+    *status = x->w->status;
+    *body = x->w->body;
+    *len = x->w->body_len;
+}
+
 static int decode_payment(struct api_req *r, struct api_res *w, struct store_pay *p) {
     json_t *o = api_body_object(r, w, pay_keys);
     if (!o) return ERR_INVALID;
@@ -117,7 +167,45 @@ static int decode_payment(struct api_req *r, struct api_res *w, struct store_pay
 
 static int business(int err) {
     return err == 0 || err == ERR_NOT_FOUND || err == ERR_FORBIDDEN || err == ERR_CONFLICT ||
-           err == ERR_INSUFFICIENT || err == ERR_MISMATCH;
+           err == ERR_INSUFFICIENT || err == ERR_MISMATCH || err == ERR_DECLINED;
+}
+
+/* Card payments (service/payment.c): 201, 202 PENDING, 402, 503. */
+static void pay_card(struct api_req *r, struct api_res *w, const struct store_pay *p,
+                     struct store_idem *idem) {
+    if (!r->env->payments) {
+        api_error(r, w, 503, "GATEWAY_UNAVAILABLE",
+                  "card payments need the payment gateway, which is not configured");
+        return;
+    }
+    struct card_pay c = {.reservation_id = p->reservation_id, .user_id = p->user_id};
+    struct card_ctx x = {r, w, &c, p->now_ms, 0};
+    if (idem) {
+        idem->render = render_card;
+        idem->ctx = &x;
+    }
+    int rc = payment_card(r->env->payments, r->arena, &c, idem);
+    if (idem && idem->replayed && rc == 0) {
+        api_idem_replay(w, idem);
+    } else if (rc == ERR_UNAVAILABLE && c.retry_after_ms > 0) {
+        int64_t secs = (c.retry_after_ms + 999) / 1000;
+        api_error(r, w, 503, "GATEWAY_UNAVAILABLE",
+                  "the payment gateway is failing, so card payments are paused (circuit "
+                  "breaker open); retry after %lld s",
+                  (long long)secs);
+        api_add_header(w, "Retry-After", arena_sprintf(r->arena, "%lld", (long long)secs));
+    } else if (rc == 0 && c.outcome == CARD_PENDING) {
+        write_payment(r, w, &c.payment, 202, "PENDING");
+    } else if (business(rc)) {
+        int status;
+        const char *body;
+        size_t len;
+        if (!x.rendered) render_card(&x, rc, &status, &body, &len);
+        /* service/payment expires the waiting-room token (on_paid), also
+         * when the reconciler settles a PENDING payment later. */
+    } else {
+        api_fail(r, w, rc, NULL);
+    }
 }
 
 int api_pay_replay(struct api_req *r, struct api_res *w, int64_t user) {
@@ -163,6 +251,13 @@ void api_payment_create(struct api_req *r, struct api_res *w) {
                  arena_sprintf(r->arena, "userId %lld is not the caller", (long long)p.user_id));
         return;
     }
+    if (p.method && strcmp(p.method, "card") == 0) { /* NULL: absent, a balance payment */
+        struct store_idem idem;
+        int use_idem;
+        if (api_idem_begin(r, w, p.user_id, &idem, &use_idem)) return;
+        pay_card(r, w, &p, use_idem ? &idem : NULL);
+        return;
+    }
     api_pay(r, w, &p, NULL, reply_payment);
 }
 
@@ -180,9 +275,6 @@ void api_pay(struct api_req *r, struct api_res *w, struct store_pay *p, const in
         stated ? booking_pay_amount(s, r->arena, p, *stated, ip) : booking_pay(s, r->arena, p, ip);
     if (use_idem && idem.replayed && rc == 0) {
         api_idem_replay(w, &idem);
-    } else if (rc == ERR_UNAVAILABLE && p->method && strcmp(p->method, "card") == 0) {
-        api_error(r, w, 503, "GATEWAY_UNAVAILABLE",
-                  "card payments need the payment gateway, which is not configured");
     } else if (business(rc)) {
         int status;
         const char *body;

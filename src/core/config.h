@@ -53,6 +53,15 @@ struct config {
     int64_t max_seats_per_hold; /* seats one hold may take */
     int64_t max_charge;         /* largest single balance charge, won */
 
+    /* serve: payment gateway (card payments) */
+    const char *pg_url;              /* NULL: card payments are 503 "not configured" */
+    int64_t pg_timeout_ms;           /* per gateway request */
+    int64_t pg_breaker_window;       /* calls in the breaker's sliding window */
+    int64_t pg_breaker_min_calls;    /* calls before the failure rate is judged */
+    int64_t pg_breaker_failure_rate; /* % of failed calls that opens the breaker */
+    int64_t pg_breaker_open_ms;      /* how long the breaker stays open */
+    const char *events;              /* outbox relay sink "log:PATH"; NULL: no relay */
+
     /* seed */
     int64_t seed_concerts;
     int64_t seed_sessions_per_concert;

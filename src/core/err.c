@@ -16,6 +16,7 @@ const char *err_str(int err) {
     case ERR_INSUFFICIENT: return "insufficient";
     case ERR_IDEMPOTENCY: return "idempotency";
     case ERR_MISMATCH: return "mismatch";
+    case ERR_DECLINED: return "declined";
     }
     return "unknown";
 }

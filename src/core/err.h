@@ -20,6 +20,7 @@ enum err {
     ERR_IDEMPOTENCY = -11,  /* an Idempotency-Key reused for another request, 409 */
     ERR_MISMATCH = -12,     /* a value the caller states differs from the stored one
                                (the amount of a classic payment), 409 */
+    ERR_DECLINED = -13,     /* the payment gateway declined a card payment, 402 */
 };
 
 /* A stable lowercase name for logs ("invalid", "not_found", ...). */

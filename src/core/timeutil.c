@@ -30,6 +30,13 @@ int64_t time_mono_ms(void) {
     return clock_ms(CLOCK_MONOTONIC);
 }
 
+void time_mono_deadline(int64_t after_ms, struct timespec *out) {
+    clock_gettime(CLOCK_MONOTONIC, out);
+    int64_t ns = out->tv_nsec + (after_ms % 1000) * 1000000;
+    out->tv_sec += (time_t)(after_ms / 1000 + ns / 1000000000);
+    out->tv_nsec = (long)(ns % 1000000000);
+}
+
 int64_t time_mono_us(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

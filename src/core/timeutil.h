@@ -11,6 +11,11 @@ int64_t time_now_ms(void);  /* CLOCK_REALTIME in ms */
 int64_t time_mono_ms(void); /* CLOCK_MONOTONIC in ms */
 int64_t time_mono_us(void); /* CLOCK_MONOTONIC in µs, for latencies */
 
+struct timespec;
+/* The CLOCK_MONOTONIC instant after_ms from now, as an absolute deadline for
+ * pthread_cond_timedwait on a condition variable using that clock. */
+void time_mono_deadline(int64_t after_ms, struct timespec *out);
+
 /* Writes "YYYY-MM-DDTHH:MM:SSZ" (seconds precision) into buf (>= 21 bytes).
  * Returns the length written (20). */
 size_t time_format_rfc3339(int64_t epoch_ms, char *buf, size_t len);

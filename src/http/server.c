@@ -455,8 +455,11 @@ int http_port(const struct http_server *s) {
 void http_stop(struct http_server *s) {
     if (!s) return;
     atomic_store(&s->stopping, 1);
+    /* The listen socket is closed only after MHD_stop_daemon: in thread-pool
+     * mode each worker drops it from its own epoll set when it next wakes,
+     * and libmicrohttpd aborts ("Failed to remove listen FD from epoll set")
+     * if it was closed before that. */
     MHD_socket fd = MHD_quiesce_daemon(s->d);
-    if (fd != MHD_INVALID_SOCKET) close(fd);
     int64_t start = time_mono_ms(), deadline = start + s->o.grace_ms;
     int64_t idle_deadline = start + (s->o.grace_ms < DRAIN_IDLE_MS ? s->o.grace_ms : DRAIN_IDLE_MS);
     long n;
@@ -477,6 +480,7 @@ void http_stop(struct http_server *s) {
     }
     if (n > 0) LOG_WARN("http", "shutdown grace over with %ld request(s) still in flight", n);
     MHD_stop_daemon(s->d);
+    if (fd != MHD_INVALID_SOCKET) close(fd);
     router_free(s->router);
     free(s);
     LOG_INFO("http", "stopped");

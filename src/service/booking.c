@@ -11,8 +11,12 @@
  *        HELD --pay--> CONFIRMED
  *        HELD --DELETE--> CANCELLED
  *        HELD --expires_at passes--> EXPIRED
- *      (PAYMENT_PENDING belongs to card payments, which arrive with the
- *      payment gateway.) Nothing leaves CONFIRMED, CANCELLED or EXPIRED.
+ *        HELD --card payment sent--> PAYMENT_PENDING --approved--> CONFIRMED
+ *        PAYMENT_PENDING --declined / never charged--> HELD, or EXPIRED
+ *                                                      once expires_at passed
+ *      (card payments: service/payment.c). PAYMENT_PENDING does not expire
+ *      and cannot be cancelled: the gateway may have taken the money.
+ *      Nothing leaves CONFIRMED, CANCELLED or EXPIRED.
  *      A HELD reservation whose expires_at has passed is EXPIRED to every
  *      rule here the moment it passes (booking_effective_status), before
  *      the sweeper writes it: it can no longer be paid or cancelled, and its
@@ -281,10 +285,7 @@ struct booking_sweeper {
 /* Sleeps interval_ms on the monotonic clock or until stopped; 1 when stopped. */
 static int sweeper_wait(struct booking_sweeper *sw) {
     struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    int64_t ns = until.tv_nsec + (sw->interval_ms % 1000) * 1000000;
-    until.tv_sec += (time_t)(sw->interval_ms / 1000 + ns / 1000000000);
-    until.tv_nsec = (long)(ns % 1000000000);
+    time_mono_deadline(sw->interval_ms, &until);
     pthread_mutex_lock(&sw->mu);
     while (!sw->stop && pthread_cond_timedwait(&sw->cv, &sw->mu, &until) == 0) continue;
     int stop = sw->stop;

@@ -96,8 +96,9 @@ int booking_balance(struct store *s, int64_t user_id, int64_t *balance);
 /* Charges amount to user_id; idem may be NULL. */
 int booking_charge(struct store *s, struct arena *a, const struct booking_rules *b,
                    struct store_charge *c, struct store_idem *idem, char *errbuf, size_t errlen);
-/* Pays p->reservation_id for p->user_id. Method "card" needs the payment
- * gateway, which is not built yet: ERR_UNAVAILABLE. idem may be NULL. */
+/* Pays p->reservation_id for p->user_id from the balance. Method "card"
+ * is not paid here (ERR_UNAVAILABLE): it goes through the payment gateway,
+ * service/payment.h. idem may be NULL. */
 int booking_pay(struct store *s, struct arena *a, struct store_pay *p, struct store_idem *idem);
 /* booking_pay for a payer who states the amount (the classic API): when
  * the reservation is p->user_id's and amount is not its price, ERR_MISMATCH

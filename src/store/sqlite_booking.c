@@ -32,7 +32,14 @@
  *      money movement. Concurrent duplicates are jobs of the one committer:
  *      the first stores the key, the later ones find it and replay.
  *   5. Balance changes always write a balance_ledger row with the balance
- *      after it (invariant 2: balance = sum of the user's ledger amounts). */
+ *      after it (invariant 2: balance = sum of the user's ledger amounts).
+ *   6. Card payments take two jobs around the gateway call: card_begin
+ *      writes the PENDING attempt with its gateway key (reservation
+ *      PAYMENT_PENDING) before the gateway is asked, card_settle writes the
+ *      outcome. Only a PENDING attempt is settled, inside the job, so of a
+ *      request and the reconciler settling the same attempt, the first one
+ *      writes and the second reads what it wrote (changed = 0). */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -651,6 +658,184 @@ int sqb_pay(struct store *s, struct arena *a, struct store_pay *p, struct store_
     p->balance = 0;
     struct pay_job j = {p, idem ? idem->key : NULL};
     return run_idempotent(s, a, idem, p->now_ms, pay_op, &j);
+}
+
+/* ---- card payments (design note 6) ------------------------------------------------------ */
+
+static const char SQL_CARD_PENDING_OF[] =
+    "SELECT id, amount, coalesce(idempotency_key, ''), created_at FROM payments"
+    " WHERE reservation_id = ?1 AND status = 'PENDING'";
+static const char SQL_CARD_ATTEMPTS[] = "SELECT count(*) FROM payments WHERE reservation_id = ?1";
+static const char SQL_CARD_INSERT[] =
+    "INSERT INTO payments (reservation_id, user_id, amount, method, status, idempotency_key,"
+    " created_at, updated_at) VALUES (?1, ?2, ?3, 'card', 'PENDING', ?5, ?4, ?4)";
+static const char SQL_CARD_GET[] = "SELECT reservation_id, user_id, amount, status FROM payments "
+                                   "WHERE id = ?1 AND method = 'card'";
+static const char SQL_CARD_SET[] =
+    "UPDATE payments SET status = ?3, gateway_charge_id = ?4, updated_at = ?2"
+    " WHERE id = ?1 AND status = 'PENDING'";
+static const char SQL_CARD_LIST[] =
+    "SELECT id, reservation_id, user_id, amount, created_at, coalesce(idempotency_key, '')"
+    " FROM payments WHERE status = 'PENDING' AND method = 'card' AND created_at < ?1"
+    " ORDER BY updated_at, id LIMIT ?2";
+
+static const char *const PAY_STATUS[] = {[STORE_PAY_PENDING] = "PENDING",
+                                         [STORE_PAY_COMPLETED] = "COMPLETED",
+                                         [STORE_PAY_FAILED] = "FAILED"};
+
+static int pay_status_of(const unsigned char *text) {
+    for (size_t i = 0; text && i < sizeof(PAY_STATUS) / sizeof(PAY_STATUS[0]); i++)
+        if (strcmp((const char *)text, PAY_STATUS[i]) == 0) return (int)i;
+    return -1;
+}
+
+/* The reservation's PENDING attempt into c; ERR_NOT_FOUND when there is none. */
+static int card_read_pending(struct conn *c, struct store_card *k) {
+    sqlite3_stmt *st = bound(c, SQL_CARD_PENDING_OF, 1, &k->reservation_id);
+    if (!st) return ERR_IO;
+    int rc = sqlite3_step(st), err = 0;
+    if (rc == SQLITE_ROW) {
+        k->payment_id = sqlite3_column_int64(st, 0);
+        k->amount = sqlite3_column_int64(st, 1);
+        snprintf(k->key, sizeof(k->key), "%s", (const char *)sqlite3_column_text(st, 2));
+        k->created_at_ms = sqlite3_column_int64(st, 3);
+    } else {
+        err = rc == SQLITE_DONE ? ERR_NOT_FOUND : sq_fail(c, "card_pending_of", rc);
+    }
+    sqlite3_reset(st);
+    return err;
+}
+
+static int card_begin_apply(struct conn *c, void *arg) {
+    struct store_card *k = arg;
+    int err = read_res(c, k->reservation_id, &k->res);
+    if (err) return err;
+    int verdict = k->check(&k->res, k->user_id, 0, k->now_ms);
+    if (verdict < 0) return verdict;
+    if (verdict == 1) {
+        k->existing = 1;
+        err = card_read_pending(c, k);
+        return err == ERR_NOT_FOUND ? ERR_INTERNAL : err; /* PAYMENT_PENDING without one */
+    }
+    int64_t attempts = 0;
+    err = sq_query_int(c, SQL_CARD_ATTEMPTS, 1, &k->reservation_id, &attempts);
+    if (err) return err;
+    k->make_key(k->reservation_id, attempts + 1, k->key, sizeof(k->key));
+    int64_t v[4] = {k->reservation_id, k->user_id, k->res.total_price, k->now_ms};
+    sqlite3_stmt *st = bound(c, SQL_CARD_INSERT, 4, v);
+    if (!st) return ERR_IO;
+    bind_text(st, 5, k->key);
+    err = sq_exec_st(c, st, "card_insert");
+    if (err) return err;
+    k->payment_id = sqlite3_last_insert_rowid(c->db);
+    k->amount = k->res.total_price;
+    k->created_at_ms = k->now_ms;
+    return set_res_status(c, k->reservation_id, STORE_RES_PAYMENT_PENDING, k->now_ms);
+}
+
+int sqb_card_begin(struct store *s, struct store_card *c) {
+    if (!c->check || !c->make_key) return ERR_INVALID;
+    c->existing = 0;
+    c->payment_id = c->amount = c->created_at_ms = 0;
+    c->key[0] = '\0';
+    memset(&c->res, 0, sizeof(c->res));
+    return sq_write((struct sqlite_store *)s, card_begin_apply, c);
+}
+
+/* The attempt's row into x->out and x->status. */
+static int card_read(struct conn *c, struct store_card_settle *x) {
+    sqlite3_stmt *st = bound(c, SQL_CARD_GET, 1, &x->payment_id);
+    if (!st) return ERR_IO;
+    int rc = sqlite3_step(st), err = 0;
+    if (rc == SQLITE_ROW) {
+        x->out.id = x->payment_id;
+        x->out.reservation_id = sqlite3_column_int64(st, 0);
+        x->out.user_id = sqlite3_column_int64(st, 1);
+        x->out.amount = sqlite3_column_int64(st, 2);
+        x->out.method = "card";
+        x->status = pay_status_of(sqlite3_column_text(st, 3));
+        if (x->status < 0) err = ERR_INTERNAL;
+    } else {
+        err = rc == SQLITE_DONE ? ERR_NOT_FOUND : sq_fail(c, "card_get", rc);
+    }
+    sqlite3_reset(st);
+    return err;
+}
+
+static int card_settle_op(struct conn *c, void *arg) {
+    struct store_card_settle *x = arg;
+    struct store_reservation r;
+    int err = card_read(c, x);
+    if (err == 0) err = read_res(c, x->out.reservation_id, &r);
+    if (err) return err;
+    x->res_status = r.status;
+    if (x->status != STORE_PAY_PENDING) return 0; /* settled already: report it */
+    if (r.status != STORE_RES_PAYMENT_PENDING) return ERR_INTERNAL;
+    int to = x->approved ? STORE_PAY_COMPLETED : STORE_PAY_FAILED;
+    int64_t v[2] = {x->payment_id, x->now_ms};
+    sqlite3_stmt *st = bound(c, SQL_CARD_SET, 2, v);
+    if (!st) return ERR_IO;
+    bind_text(st, 3, PAY_STATUS[to]);
+    if (x->approved && x->charge_id)
+        bind_text(st, 4, x->charge_id);
+    else
+        sqlite3_bind_null(st, 4);
+    err = sq_exec_st(c, st, "card_set");
+    if (err) return err;
+    int res_to = x->approved ? STORE_RES_CONFIRMED : x->after_fail(&r, x->now_ms);
+    if (res_to == STORE_RES_CONFIRMED) {
+        int64_t e[5] = {x->payment_id, r.id, x->out.user_id, x->out.amount, x->now_ms};
+        err = set_res_status(c, r.id, STORE_RES_CONFIRMED, x->now_ms);
+        if (err == 0) err = sell_seats(c, r.id);
+        if (err == 0 && !(st = bound(c, SQL_OUTBOX_PAYMENT, 5, e))) err = ERR_IO;
+        if (err == 0) {
+            bind_text(st, 6, "card");
+            err = sq_exec_st(c, st, "outbox_payment");
+        }
+    } else if (res_to == STORE_RES_HELD) {
+        err = set_res_status(c, r.id, STORE_RES_HELD, x->now_ms);
+    } else {
+        err = release_res(c, r.id, r.session_id, STORE_RES_EXPIRED, x->now_ms);
+    }
+    if (err) return err;
+    x->changed = 1;
+    x->status = to;
+    x->res_status = res_to;
+    x->out.paid_at_ms = x->now_ms;
+    return 0;
+}
+
+int sqb_card_settle(struct store *s, struct arena *a, struct store_card_settle *x,
+                    struct store_idem *idem) {
+    if (!x->after_fail) return ERR_INVALID;
+    x->changed = 0;
+    x->status = x->res_status = -1;
+    memset(&x->out, 0, sizeof(x->out));
+    return run_idempotent(s, a, idem, x->now_ms, card_settle_op, x);
+}
+
+static void read_card_pending(sqlite3_stmt *st, struct arena *a, void *out) {
+    struct store_card_pending *p = out;
+    p->payment_id = sqlite3_column_int64(st, 0);
+    p->reservation_id = sqlite3_column_int64(st, 1);
+    p->user_id = sqlite3_column_int64(st, 2);
+    p->amount = sqlite3_column_int64(st, 3);
+    p->created_at_ms = sqlite3_column_int64(st, 4);
+    p->key = sq_col_str(st, 5, a);
+}
+
+int sqb_card_list_pending(struct store *s, struct arena *a, int64_t created_before_ms, int64_t max,
+                          struct store_card_pending **out, size_t *n) {
+    struct conn *c = sq_conn(s);
+    if (!c) return ERR_UNAVAILABLE;
+    int64_t v[2] = {created_before_ms, max};
+    sqlite3_stmt *st = bound(c, SQL_CARD_LIST, 2, v);
+    if (!st) return ERR_IO;
+    struct rows rows = {.size = sizeof(struct store_card_pending)};
+    int err = sq_collect(c, st, "card_list_pending", a, &rows, read_card_pending);
+    *out = rows.items;
+    *n = rows.n;
+    return err;
 }
 
 /* ---- housekeeping ----------------------------------------------------------------------- */

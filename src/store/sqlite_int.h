@@ -144,6 +144,11 @@ enum sq_savepoint { SQ_SP_JOB, SQ_SP_STEP };
 int sq_savepoint(struct conn *c, enum sq_savepoint sp);
 int sq_release(struct conn *c, enum sq_savepoint sp, int err);
 
+/* sqlite_outbox.c: the relay's reads and marks. */
+int sq_outbox_list(struct store *s, struct arena *a, int64_t max, struct store_event_row **out,
+                   size_t *n);
+int sq_outbox_mark(struct store *s, const int64_t *ids, size_t n, int64_t now_ms);
+
 /* ---- booking ops (sqlite_booking.c), for the ops table in sqlite.c ------- */
 int sqb_hold_seats(struct store *s, struct arena *a, struct store_hold *h,
                    struct store_reservation *out);
@@ -155,5 +160,10 @@ int sqb_expire_holds(struct store *s, int64_t now_ms, int64_t max, int64_t *n);
 int sqb_get_balance(struct store *s, int64_t user_id, int64_t *balance);
 int sqb_charge(struct store *s, struct arena *a, struct store_charge *c, struct store_idem *idem);
 int sqb_pay(struct store *s, struct arena *a, struct store_pay *p, struct store_idem *idem);
+int sqb_card_begin(struct store *s, struct store_card *c);
+int sqb_card_settle(struct store *s, struct arena *a, struct store_card_settle *x,
+                    struct store_idem *idem);
+int sqb_card_list_pending(struct store *s, struct arena *a, int64_t created_before_ms, int64_t max,
+                          struct store_card_pending **out, size_t *n);
 int sqb_idem_get(struct store *s, struct arena *a, struct store_idem *idem, int64_t now_ms);
 int sqb_purge_idempotency(struct store *s, int64_t before_ms, int64_t *n);

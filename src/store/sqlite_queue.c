@@ -3,8 +3,8 @@
  *
  * The line itself lives in memory (queue/local.c); this file only keeps a
  * copy that survives a restart. Saves go through the group commit
- * (sq_write), batched with the other writes of the moment. Writes merge by state order, so two writes
- * of one token that land out of order keep the later state:
+ * (sq_write), batched with the other writes of the moment. Writes merge by state order, so two
+ * writes of one token that land out of order keep the later state:
  *
  *     WAITING (1) < ACTIVATED (2) < EXPIRED (3)
  *

@@ -140,7 +140,7 @@ struct store_payment {
     int64_t reservation_id;
     int64_t user_id;
     int64_t amount;
-    const char *method; /* "balance" */
+    const char *method; /* "balance" or "card" */
     int64_t paid_at_ms;
 };
 
@@ -165,6 +165,66 @@ struct store_pay {
      * payment (no seats), and the payer's balance then. */
     struct store_reservation res;
     int64_t balance;
+};
+
+/* ---- card payments (sqlite_booking.c) -------------------------------------
+ * A card payment is an attempt row (payments, method card) that is PENDING
+ * from before the gateway is asked until its outcome is known; meanwhile
+ * the reservation is PAYMENT_PENDING (its seats stay held, the hold does
+ * not expire). The attempt's gateway key is stored with it first, so a
+ * crash at any instant leaves a PENDING row the reconciler settles by
+ * asking the gateway for that key (service/payment.c). */
+
+enum store_pay_status { STORE_PAY_PENDING = 0, STORE_PAY_COMPLETED, STORE_PAY_FAILED };
+
+#define STORE_CARD_KEY_MAX 64
+
+struct store_card {
+    int64_t reservation_id, user_id, now_ms;
+    /* The service's verdict on the reservation (balance is passed as 0):
+     * 0 to start a new attempt, 1 to report the PENDING attempt there is
+     * (nothing written), or the error (ERR_FORBIDDEN, ERR_CONFLICT). */
+    store_res_check check;
+    /* The gateway key of the reservation's attempt number attempt (1, 2, ...). */
+    void (*make_key)(int64_t reservation_id, int64_t attempt, char *buf, size_t len);
+    /* Out, whenever the reservation was found: it as read (no seats). */
+    struct store_reservation res;
+    /* Out, on 0: the PENDING attempt, new or (existing = 1) found. */
+    int existing;
+    int64_t payment_id, amount, created_at_ms;
+    char key[STORE_CARD_KEY_MAX + 1];
+};
+
+/* Decides what a failed card attempt leaves of its reservation: HELD while
+ * the hold time lasts, else EXPIRED (seats released). */
+typedef int (*store_res_after_fail)(const struct store_reservation *r, int64_t now_ms);
+
+struct store_card_settle {
+    int64_t payment_id, now_ms;
+    int approved;          /* 1: COMPLETED with charge_id; 0: FAILED */
+    const char *charge_id; /* may be NULL */
+    store_res_after_fail after_fail;
+    /* Out: the attempt as it is afterwards. changed = 0 when it was settled
+     * already (by another thread) and nothing was written. */
+    int changed;
+    int status;     /* enum store_pay_status */
+    int res_status; /* enum store_res_status */
+    struct store_payment out;
+};
+
+/* A PENDING card attempt, for the reconciler. */
+struct store_card_pending {
+    int64_t payment_id, reservation_id, user_id, amount, created_at_ms;
+    const char *key;
+};
+
+/* An outbox event (table outbox), for the relay. */
+struct store_event_row {
+    int64_t id; /* publication order */
+    const char *topic;
+    int64_t aggregate_id;
+    const char *payload; /* JSON object */
+    int64_t created_at_ms;
 };
 
 /* Idempotency-Key handling for charge and pay (invariant 4). The key row is
@@ -280,6 +340,23 @@ struct store_ops {
      * ERR_NOT_FOUND for an unknown reservation, else p->check's verdict.
      * idem may be NULL. */
     int (*pay)(struct store *s, struct arena *a, struct store_pay *p, struct store_idem *idem);
+    /* Card payments (see struct store_card). card_begin, in one job: reads
+     * the reservation, asks c->check, and either reports the reservation's
+     * PENDING attempt or writes a new one (payments PENDING with the key
+     * c->make_key gives, reservation PAYMENT_PENDING). ERR_NOT_FOUND. */
+    int (*card_begin)(struct store *s, struct store_card *c);
+    /* Settles PENDING attempt x->payment_id. Approved: payment COMPLETED
+     * with the gateway's charge id, reservation CONFIRMED, seats SOLD and a
+     * payment.completed outbox event (no balance moves). Failed: payment
+     * FAILED, reservation HELD or EXPIRED (seats released) as x->after_fail
+     * says. One transaction; with idem (may be NULL) the response rendered
+     * with err 0 is stored in it. ERR_NOT_FOUND for an unknown attempt. */
+    int (*card_settle)(struct store *s, struct arena *a, struct store_card_settle *x,
+                       struct store_idem *idem);
+    /* PENDING card attempts created before created_before_ms, oldest first,
+     * at most max (into a). */
+    int (*card_list_pending)(struct store *s, struct arena *a, int64_t created_before_ms,
+                             int64_t max, struct store_card_pending **out, size_t *n);
     /* Looks idem's key up without writing: idem->replayed set with the
      * stored response, or left 0 when there is none younger than
      * idem->ttl_ms; ERR_IDEMPOTENCY when the key was used for another request. */
@@ -290,6 +367,11 @@ struct store_ops {
 
     /* Counters for /metrics; cheap, no I/O. */
     void (*stats)(struct store *s, struct store_stats *out);
+    /* The outbox (sqlite_outbox.c): at most max unpublished events in id
+     * order (into a); marking sets published_at of the ids given. */
+    int (*outbox_list)(struct store *s, struct arena *a, int64_t max, struct store_event_row **out,
+                       size_t *n);
+    int (*outbox_mark)(struct store *s, const int64_t *ids, size_t n, int64_t now_ms);
 
     /* Closes every connection and frees s. */
     void (*close)(struct store *s);

@@ -151,15 +151,19 @@ INVARIANTS = {
     "balance = sum of the ledger, never negative (invariant 2)":
         "SELECT u.id FROM users u WHERE balance < 0 OR balance <>"
         " (SELECT coalesce(sum(amount), 0) FROM balance_ledger WHERE user_id = u.id)",
-    "a held seat belongs to a HELD reservation, a sold one to a CONFIRMED one":
+    "a held seat belongs to a HELD (or PAYMENT_PENDING) reservation, a sold one to a CONFIRMED one":
         "SELECT st.id FROM seats st LEFT JOIN reservations r ON r.id = st.reservation_id"
-        " WHERE (st.status = 1 AND (r.status IS NULL OR r.status <> 'HELD'))"
+        " WHERE (st.status = 1 AND (r.status IS NULL OR r.status NOT IN ('HELD', 'PAYMENT_PENDING')))"
         " OR (st.status = 2 AND (r.status IS NULL OR r.status <> 'CONFIRMED'))",
     "every seat of a live reservation is taken by it (no seat in two live holds)":
         "SELECT rs.reservation_id FROM reservation_seats rs"
         " JOIN reservations r ON r.id = rs.reservation_id JOIN seats st ON st.id = rs.seat_id"
-        " WHERE r.status IN ('HELD', 'CONFIRMED') AND (st.reservation_id IS NOT r.id"
-        " OR st.status <> CASE r.status WHEN 'HELD' THEN 1 ELSE 2 END)",
+        " WHERE r.status IN ('HELD', 'PAYMENT_PENDING', 'CONFIRMED') AND (st.reservation_id IS NOT r.id"
+        " OR st.status <> CASE r.status WHEN 'CONFIRMED' THEN 2 ELSE 1 END)",
+    "a PAYMENT_PENDING reservation has exactly one PENDING payment, and vice versa":
+        "SELECT r.id FROM reservations r WHERE (r.status = 'PAYMENT_PENDING') <>"
+        " ((SELECT count(*) FROM payments p WHERE p.reservation_id = r.id"
+        " AND p.status = 'PENDING') = 1)",
     "a reservation's price is the sum of its seats":
         "SELECT r.id FROM reservations r WHERE total_price <> (SELECT coalesce(sum(st.price), 0)"
         " FROM reservation_seats rs JOIN seats st ON st.id = rs.seat_id"

@@ -3,7 +3,9 @@
  * nothing and keep sessions.available_seats exact, expired holds give their
  * seats back (sweeper and at use), cancel, charge and pay write every row
  * they must (ledger, payment, outbox), and idempotent responses are stored
- * with the money movement and replayed. A raw connection checks the rows. */
+ * with the money movement and replayed, and card attempts are written
+ * PENDING before the gateway call and settled exactly once. A raw
+ * connection checks the rows. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -22,6 +24,7 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "service/booking.h"
+#include "service/payment.h"
 #include "store/store.h"
 
 #define NOW ((int64_t)1800000000000)
@@ -116,7 +119,7 @@ static void assert_consistent(struct fx *f) {
                      0);
     assert_int_equal(raw_int(f, "SELECT count(*) FROM seats st WHERE status <> 0 AND"
                                 " (SELECT status FROM reservations WHERE id = st.reservation_id)"
-                                " NOT IN ('HELD', 'CONFIRMED')"),
+                                " NOT IN ('HELD', 'PAYMENT_PENDING', 'CONFIRMED')"),
                      0);
 }
 
@@ -438,6 +441,128 @@ static void test_keys_older_than_their_ttl_are_forgotten_and_purged(void **state
     assert_int_equal(raw_int(f, "SELECT count(*) FROM idempotency_keys"), 0);
 }
 
+/* ---- card payments --------------------------------------------------------- */
+
+static int card_begin(struct fx *f, int64_t rid, int64_t user, int64_t now, struct store_card *k) {
+    *k = (struct store_card){.reservation_id = rid,
+                             .user_id = user,
+                             .now_ms = now,
+                             .check = payment_can_pay_card,
+                             .make_key = payment_key};
+    return f->s->ops->card_begin(f->s, k);
+}
+
+static int card_settle(struct fx *f, int64_t id, int approved, int64_t now,
+                       struct store_card_settle *x) {
+    *x = (struct store_card_settle){.payment_id = id,
+                                    .now_ms = now,
+                                    .approved = approved,
+                                    .charge_id = approved ? "ch_9" : NULL,
+                                    .after_fail = payment_after_fail};
+    return f->s->ops->card_settle(f->s, f->a, x, NULL);
+}
+
+static void test_card_begin_writes_the_attempt_first_and_the_hold_stops_expiring(void **state) {
+    struct fx *f = *state;
+    int64_t ids[] = {3, 4};
+    struct store_hold h;
+    struct store_reservation r;
+    assert_int_equal(hold(f, 7, 1, ids, 2, NOW, &h, &r), 0);
+    struct store_card k;
+    assert_int_equal(card_begin(f, r.id, 8, NOW, &k), ERR_FORBIDDEN);
+    assert_int_equal(card_begin(f, 99, 7, NOW, &k), ERR_NOT_FOUND);
+    assert_int_equal(card_begin(f, r.id, 7, NOW + 1, &k), 0);
+    assert_int_equal(k.existing, 0);
+    assert_string_equal(k.key, "res-1-1");
+    assert_int_equal(k.amount, 2000);
+    assert_int_equal(raw_int(f, "SELECT count(*) FROM payments WHERE status = 'PENDING' AND"
+                                " method = 'card' AND idempotency_key = 'res-1-1'"),
+                     1);
+    assert_int_equal(raw_int(f, "SELECT status = 'PAYMENT_PENDING' FROM reservations"), 1);
+    /* a second request finds the attempt in flight, writes nothing */
+    struct store_card again;
+    assert_int_equal(card_begin(f, r.id, 7, NOW + 2, &again), 0);
+    assert_int_equal(again.existing, 1);
+    assert_int_equal(again.payment_id, k.payment_id);
+    assert_string_equal(again.key, "res-1-1");
+    assert_int_equal(again.created_at_ms, NOW + 1);
+    assert_int_equal(raw_int(f, "SELECT count(*) FROM payments"), 1);
+    /* past the hold's time: the sweeper leaves it, the seats stay taken */
+    int64_t n = -1;
+    assert_int_equal(f->s->ops->expire_holds(f->s, NOW + TTL + 1, 100, &n), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(available(f, 1), 8);
+    struct store_card_pending *list;
+    size_t len;
+    assert_int_equal(f->s->ops->card_list_pending(f->s, f->a, NOW + 1, 10, &list, &len), 0);
+    assert_int_equal(len, 0); /* created at NOW + 1: not before it */
+    assert_int_equal(f->s->ops->card_list_pending(f->s, f->a, NOW + 2, 10, &list, &len), 0);
+    assert_int_equal(len, 1);
+    assert_int_equal(list[0].payment_id, k.payment_id);
+    assert_string_equal(list[0].key, "res-1-1");
+    assert_int_equal(list[0].amount, 2000);
+    assert_consistent(f);
+}
+
+static void test_card_settle_approved_confirms_sells_and_records_once(void **state) {
+    struct fx *f = *state;
+    int64_t ids[] = {5};
+    struct store_hold h;
+    struct store_reservation r;
+    assert_int_equal(hold(f, 7, 1, ids, 1, NOW, &h, &r), 0);
+    struct store_card k;
+    assert_int_equal(card_begin(f, r.id, 7, NOW, &k), 0);
+    struct store_card_settle x;
+    assert_int_equal(card_settle(f, k.payment_id, 1, NOW + 10, &x), 0);
+    assert_int_equal(x.changed, 1);
+    assert_int_equal(x.status, STORE_PAY_COMPLETED);
+    assert_int_equal(x.res_status, STORE_RES_CONFIRMED);
+    assert_int_equal(x.out.amount, 1000);
+    assert_int_equal(x.out.user_id, 7);
+    assert_int_equal(x.out.paid_at_ms, NOW + 10);
+    assert_int_equal(raw_int(f, "SELECT count(*) FROM payments WHERE status = 'COMPLETED'"
+                                " AND gateway_charge_id = 'ch_9'"),
+                     1);
+    assert_int_equal(raw_int(f, "SELECT status FROM seats WHERE id = 5"), 2);
+    assert_int_equal(raw_int(f, "SELECT count(*) FROM outbox WHERE topic = 'payment.completed'"
+                                " AND json_extract(payload, '$.method') = 'card'"),
+                     1);
+    assert_int_equal(raw_int(f, "SELECT count(*) FROM balance_ledger"), 0);
+    /* settling again (the reconciler after the request) changes nothing */
+    assert_int_equal(card_settle(f, k.payment_id, 0, NOW + 20, &x), 0);
+    assert_int_equal(x.changed, 0);
+    assert_int_equal(x.status, STORE_PAY_COMPLETED);
+    assert_int_equal(raw_int(f, "SELECT count(*) FROM outbox"), 1);
+    assert_int_equal(card_settle(f, 999, 1, NOW, &x), ERR_NOT_FOUND);
+    assert_consistent(f);
+}
+
+static void test_card_settle_failed_gives_the_hold_back_or_expires_it(void **state) {
+    struct fx *f = *state;
+    int64_t ids[] = {6, 7};
+    struct store_hold h;
+    struct store_reservation r;
+    assert_int_equal(hold(f, 7, 1, ids, 2, NOW, &h, &r), 0);
+    struct store_card k;
+    assert_int_equal(card_begin(f, r.id, 7, NOW, &k), 0);
+    struct store_card_settle x;
+    assert_int_equal(card_settle(f, k.payment_id, 0, NOW + 10, &x), 0);
+    assert_int_equal(x.status, STORE_PAY_FAILED);
+    assert_int_equal(x.res_status, STORE_RES_HELD);
+    assert_int_equal(available(f, 1), 8);
+    /* the next attempt gets the next key; failing after the hold's time expires it */
+    assert_int_equal(card_begin(f, r.id, 7, NOW + 20, &k), 0);
+    assert_int_equal(k.existing, 0);
+    assert_string_equal(k.key, "res-1-2");
+    assert_int_equal(card_settle(f, k.payment_id, 0, NOW + TTL, &x), 0);
+    assert_int_equal(x.res_status, STORE_RES_EXPIRED);
+    assert_int_equal(available(f, 1), 10);
+    assert_int_equal(raw_int(f, "SELECT count(*) FROM payments WHERE status = 'FAILED'"), 2);
+    assert_int_equal(raw_int(f, "SELECT count(*) FROM outbox"), 0);
+    assert_int_equal(card_begin(f, r.id, 7, NOW + TTL, &k), ERR_CONFLICT);
+    assert_consistent(f);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void) {
@@ -455,6 +580,9 @@ int main(void) {
         T(test_same_key_replays_the_first_response_and_moves_no_money),
         T(test_refused_payment_is_stored_and_replayed_too),
         T(test_keys_older_than_their_ttl_are_forgotten_and_purged),
+        T(test_card_begin_writes_the_attempt_first_and_the_hold_stops_expiring),
+        T(test_card_settle_approved_confirms_sells_and_records_once),
+        T(test_card_settle_failed_gives_the_hold_back_or_expires_it),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

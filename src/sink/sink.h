@@ -1,0 +1,43 @@
+/* sink.h -- the event sink port: where the outbox relay publishes domain
+ * events (DESIGN.md 1, 2).
+ *
+ * A port is a struct of function pointers plus the adapter's own state:
+ * adapters (log.c; Redis Streams and Kafka later) embed struct sink as
+ * their first member. publish() is called by one thread at a time (the
+ * relay's).
+ *
+ * Delivery is at least once: publish() returns 0 only when the events are
+ * durable in the sink; the relay marks them published afterwards, so a
+ * crash in between publishes them again. Consumers dedupe by id.
+ *
+ * Not here: which events exist (store/, service/), the relay (service/outbox.c). */
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+
+struct sink_event {
+    int64_t id; /* the outbox id: publication order, and the consumer's dedupe key */
+    const char *topic;
+    int64_t aggregate_id;
+    const char *payload; /* a JSON object */
+    int64_t created_at_ms;
+};
+
+struct sink;
+
+struct sink_ops {
+    /* Publishes ev[0..n) in order; 0 when all are durable, else an error
+     * (none may be considered published). */
+    int (*publish)(struct sink *k, const struct sink_event *ev, size_t n);
+    void (*close)(struct sink *k);
+};
+
+struct sink {
+    const struct sink_ops *ops;
+    const char *kind; /* "log" */
+};
+
+/* Opens the sink named by url: "log:PATH" (JSON lines appended to PATH).
+ * ERR_INVALID with errbuf set for anything else. */
+int sink_open(const char *url, struct sink **out, char *errbuf, size_t errlen);
+int sink_log_open(const char *path, struct sink **out, char *errbuf, size_t errlen);
