@@ -32,6 +32,7 @@
 #include <netdb.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <sys/socket.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -458,8 +459,11 @@ void http_stop(struct http_server *s) {
     /* The listen socket is closed only after MHD_stop_daemon: in thread-pool
      * mode each worker drops it from its own epoll set when it next wakes,
      * and libmicrohttpd aborts ("Failed to remove listen FD from epoll set")
-     * if it was closed before that. */
+     * if it was closed before that. shutdown() stops it listening now, so
+     * new connections are refused at once instead of waiting in the
+     * backlog, and the descriptor stays valid for those workers. */
     MHD_socket fd = MHD_quiesce_daemon(s->d);
+    if (fd != MHD_INVALID_SOCKET) shutdown(fd, SHUT_RD);
     int64_t start = time_mono_ms(), deadline = start + s->o.grace_ms;
     int64_t idle_deadline = start + (s->o.grace_ms < DRAIN_IDLE_MS ? s->o.grace_ms : DRAIN_IDLE_MS);
     long n;
