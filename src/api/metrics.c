@@ -8,6 +8,7 @@
 #include "core/metrics.h"
 #include "api/routes.h"
 #include "core/timeutil.h"
+#include "service/payment.h"
 #include "service/waitroom.h"
 #include "store/store.h"
 
@@ -39,6 +40,18 @@ static void write_store(struct api_req *r, struct mtext *t) {
                   (double)st.commit_jobs);
     mtext_gauge(t, "concertd_store_commit_pending", "writes waiting for the committer now",
                 (double)st.commit_pending);
+    mtext_gauge(t, "concertd_outbox_unpublished", "events the relay has not published yet",
+                (double)st.outbox_unpublished);
+    int64_t lag = st.outbox_oldest_ms ? time_now_ms() - st.outbox_oldest_ms : 0;
+    mtext_gauge(t, "concertd_outbox_lag_seconds", "age of the oldest unpublished event",
+                lag > 0 ? (double)lag / 1000.0 : 0.0);
+}
+
+static void write_payments(struct api_req *r, struct mtext *t) {
+    if (!r->env->payments) return; /* card payments off: no gateway, no breaker */
+    mtext_gauge(t, "concertd_payment_gateway_breaker_state",
+                "circuit breaker of the payment gateway: 0 closed, 1 open, 2 half-open",
+                (double)payment_breaker_state(r->env->payments));
 }
 
 void api_metrics(struct api_req *r, struct api_res *w) {
@@ -48,6 +61,7 @@ void api_metrics(struct api_req *r, struct api_res *w) {
     metrics_write_process(&t, CONCERT_VERSION);
     write_waiting_room(r, &t);
     write_store(r, &t);
+    write_payments(r, &t);
     api_json(w, 200, t.buf, t.len);
     w->content_type = "text/plain; version=0.0.4; charset=utf-8";
 }

@@ -800,10 +800,21 @@ int store_sqlite_open(const char *path, struct store **out, char *errbuf, size_t
     return 0;
 }
 
+static const char SQL_OUTBOX_LAG[] =
+    "SELECT count(*), coalesce((SELECT created_at FROM outbox WHERE published_at IS NULL"
+    " ORDER BY id LIMIT 1), 0) FROM outbox WHERE published_at IS NULL";
+
 static void sq_stats(struct store *s, struct store_stats *out) {
     struct sqlite_store *ss = (struct sqlite_store *)s;
     sq_commit_totals(ss, &out->commit_batches, &out->commit_jobs);
     out->commit_pending = sq_commit_pending(ss);
+    struct conn *c = sq_conn(s);
+    sqlite3_stmt *st = c ? sq_stmt(c, SQL_OUTBOX_LAG) : NULL;
+    if (st && sqlite3_step(st) == SQLITE_ROW) {
+        out->outbox_unpublished = sqlite3_column_int64(st, 0);
+        out->outbox_oldest_ms = sqlite3_column_int64(st, 1);
+    }
+    if (st) sqlite3_reset(st);
 }
 
 static const struct store_ops sqlite_ops = {

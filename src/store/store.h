@@ -250,9 +250,11 @@ struct store_idem {
 
 /* What the store reports to /metrics. */
 struct store_stats {
-    uint64_t commit_batches; /* group commits done since start */
-    uint64_t commit_jobs;    /* writes they carried */
-    uint64_t commit_pending; /* writes waiting for the committer now */
+    uint64_t commit_batches;    /* group commits done since start */
+    uint64_t commit_jobs;       /* writes they carried */
+    uint64_t commit_pending;    /* writes waiting for the committer now */
+    int64_t outbox_unpublished; /* events the relay has not published yet */
+    int64_t outbox_oldest_ms;   /* created_at of the oldest of them; 0 when none */
 };
 
 struct store_ops {
@@ -365,7 +367,8 @@ struct store_ops {
     int (*purge_idempotency)(struct store *s, int64_t before_ms, int64_t *n);
     /* ---- end of booking ---------------------------------------------------- */
 
-    /* Counters for /metrics; cheap, no I/O. */
+    /* Figures for /metrics: counters in memory plus one small read of the
+     * outbox's unpublished index. Fields it cannot read stay 0. */
     void (*stats)(struct store *s, struct store_stats *out);
     /* The outbox (sqlite_outbox.c): at most max unpublished events in id
      * order (into a); marking sets published_at of the ids given. */

@@ -11,6 +11,7 @@ CONFIRMED reservation. Every test ends by comparing mockpg's charges with
 the database: no charge lost, none made twice, no seat sold unpaid."""
 
 import json
+import re
 import signal
 import subprocess
 import threading
@@ -178,6 +179,13 @@ def test_declined_is_402_and_the_hold_is_kept_and_payable_again(server, mockpg):
 
 
 @pytest.mark.fault
+def breaker_metric(srv):
+    text = srv.get("/metrics", token=None).raw.decode()
+    m = re.search(r"^concertd_payment_gateway_breaker_state (\S+)$", text, re.M)
+    assert m, "no breaker state in /metrics"
+    return float(m.group(1))
+
+
 def test_failures_open_the_breaker_then_it_fails_fast_and_recovers(server, mockpg):
     srv = card_server(server, mockpg, "--pg-timeout", "300ms", "--pg-breaker-window", "4",
                       "--pg-breaker-min-calls", "4", "--pg-breaker-failure-rate", "50",
@@ -198,6 +206,7 @@ def test_failures_open_the_breaker_then_it_fails_fast_and_recovers(server, mockp
     assert elapsed < 0.25, f"an open breaker must fail fast, took {elapsed:.3f}s"
     assert mockpg.stats()["chargeRequests"] == before  # never reached the gateway
     assert res_status(srv, holds[4]) == "HELD"  # nothing written
+    assert breaker_metric(srv) == 1  # open, as /metrics tells Prometheus
     # The gateway comes back; after the open interval trial calls go through.
     mockpg.faults(down=False)
     time.sleep(1.1)
@@ -205,6 +214,7 @@ def test_failures_open_the_breaker_then_it_fails_fast_and_recovers(server, mockp
         assert_ok_json(pay(srv, uid, holds[uid - 1], method="card"), 201)
     for uid in range(8, 11):
         assert_ok_json(pay(srv, uid, holds[uid - 1], method="card"), 201)
+    assert breaker_metric(srv) == 0
     log = srv.stderr_text()
     for change in ("from=closed to=open", "from=open to=half_open", "from=half_open to=closed"):
         assert f"op=breaker {change}" in log, f"no breaker change {change} logged:\n{log[-3000:]}"

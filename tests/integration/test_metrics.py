@@ -102,3 +102,35 @@ def test_metrics_carry_no_tokens_or_keys(server):
             headers={"X-Admin-Key": "sekret-admin-key"})
     text = scrape(srv)
     assert active_token(1) not in text and "sekret-admin-key" not in text
+
+
+def pay_once(srv):
+    r = srv.post("/api/v1/concerts/1/sessions/1/reservations", {"userId": 1, "seatIds": [1]})
+    assert r.status == 201, r
+    p = srv.post("/api/v1/payments", {"userId": 1, "reservationId": r.json["reservationId"]})
+    assert p.status == 201, p
+
+
+def test_outbox_lag_counts_unpublished_events(server):
+    srv = server(seed=["--users", "10", "--balance", "1000000"])  # no --events: no relay
+    assert value(scrape(srv), "concertd_outbox_unpublished") == 0
+    pay_once(srv)
+    time.sleep(1.2)
+    text = scrape(srv)
+    assert value(text, "concertd_outbox_unpublished") == 1
+    assert value(text, "concertd_outbox_lag_seconds") >= 1.0
+
+
+def test_outbox_lag_drops_to_zero_once_the_relay_publishes(server, tmp_path):
+    srv = server(seed=["--users", "10", "--balance", "1000000"],
+                 args=["--events", f"log:{tmp_path}/events.jsonl"])
+    pay_once(srv)
+    deadline = time.monotonic() + 5
+    while True:
+        text = scrape(srv)
+        if value(text, "concertd_outbox_unpublished") == 0:
+            break
+        assert time.monotonic() < deadline, "the relay did not publish within 5 s"
+        time.sleep(0.05)
+    assert value(text, "concertd_outbox_lag_seconds") == 0
+    assert (tmp_path / "events.jsonl").read_text().count("payment.completed") == 1
