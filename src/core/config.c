@@ -50,6 +50,7 @@ struct cfg_option {
 
 static const char *const log_level_names[] = {"debug", "info", "warn", "error", "off", NULL};
 static const char *const log_format_names[] = {"text", "json", NULL};
+static const char *const on_off_names[] = {"off", "on", NULL};
 
 static const struct cfg_option options[] = {
     {"db", OPT_STRING, OFF(db), "sqlite:./concert.db", 0, 0, NULL,
@@ -73,6 +74,8 @@ static const struct cfg_option options[] = {
      "largest request body (413 above)"},
     {"max-header-bytes", OPT_SIZE, OFF(max_header_bytes), "8KiB", KIB, 64 * KIB, NULL, CMD_SERVE,
      NULL, "largest request line + headers (431 above)"},
+    {"metrics", OPT_ENUM, OFF(metrics), "on", 0, 0, on_off_names, CMD_SERVE, "on|off",
+     "count requests for /metrics (off: only the gauges read at scrape)"},
     {"shutdown-grace", OPT_DURATION, OFF(shutdown_grace_ms), "10s", 0, 5 * MINUTE, NULL, CMD_SERVE,
      NULL, "time in-flight requests get on SIGTERM"},
     {"queue", OPT_STRING, OFF(queue), "local", 0, 0, NULL, CMD_SERVE, "URL",

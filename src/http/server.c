@@ -334,7 +334,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     LOG_DEBUG("access", "request_id=%s method=%s route=%s status=%d latency_us=%lld%s",
               rq->request_id, rq->method, rq->req.route, rq->res.status, (long long)latency_us,
               toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted=1");
-    if (rq->res.status) /* an answer was made (not a client gone mid-request) */
+    if (rq->srv->o.count_requests && rq->res.status) /* an answer was made */
         metrics_http_observe(rq->slot, rq->req.method ? __builtin_ctz((unsigned)rq->req.method) : 0,
                              rq->res.status, latency_us);
     if (rq->counted) {

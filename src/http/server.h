@@ -16,6 +16,7 @@ struct http_opts {
     size_t max_body;
     size_t max_header_bytes;
     int64_t grace_ms; /* in-flight requests get this long on stop */
+    int count_requests; /* observe each request in core/metrics */
 };
 
 struct http_server;
