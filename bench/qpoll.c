@@ -13,6 +13,16 @@
  *       GETs the paths (with QUEUE-TOKEN: TOKEN) at RATE requests per second
  *       in all, spread evenly over the connections.
  *
+ *   qpoll flow HOST PORT USERS FIRST_SEAT SEATS_PER_SESSION SESSIONS_PER_CONCERT
+ *              PERIOD_MS DURATION_S
+ *       USERS users (connections), each starting the booking flow every
+ *       PERIOD_MS: sessions and seats (as the browser user USERS+2), hold
+ *       one seat, pay it, enter the waiting room again (paying expired the
+ *       token) and poll until ACTIVATED. User u holds seats FIRST_SEAT+u,
+ *       +USERS, ... (seed order: seat -> session -> concert). Each user
+ *       enters the line once before the first flow; the browser user needs
+ *       a seeded token (queue_token_<USERS+2>).
+ *
  * Paced modes measure latency from when a request was due, not from when
  * it was sent, so a slow server cannot hide its queueing (no coordinated
  * omission).
@@ -52,6 +62,12 @@ struct conn {
     size_t next;     /* index into this connection's work */
     char in[BUF];
     size_t inlen;
+    /* flow mode: this connection is one user going through the booking flow */
+    int step;           /* 0 idle; 1 sessions, 2 seats, 3 hold, 4 pay, 5 enter, 6 poll */
+    int64_t flow_start; /* when the current flow was due */
+    long flows;         /* flows this user started */
+    long long rid;
+    char tok[48];
 };
 
 static struct sockaddr_in addr;
@@ -378,6 +394,195 @@ static int do_paced(const struct paced *pc, char (*tokens)[LINE_MAX_], size_t nt
     return 0;
 }
 
+
+/* ---- flow ------------------------------------------------------------------ */
+
+struct flowcfg {
+    long users, first_seat, per_session, per_concert;
+    int64_t period_us;
+};
+static struct flowcfg fc;
+static uint64_t flow_done, flow_err[7];
+
+static void seat_of(const struct conn *c, long long *seat, long long *sid, long long *cid,
+                    long long *num) {
+    long u = (long)(c - conns) + 1;
+    *seat = fc.first_seat + u + (long long)(c->flows - 1) * fc.users;
+    *sid = (*seat - 1) / fc.per_session + 1;
+    *cid = (*sid - 1) / fc.per_concert + 1;
+    *num = (*seat - 1) % fc.per_session + 1;
+}
+
+static void flow_send(struct conn *c) {
+    char req[REQ_MAX], body[128];
+    long u = (long)(c - conns) + 1;
+    long long seat, sid, cid, num;
+    seat_of(c, &seat, &sid, &cid, &num);
+    int len = 0, n;
+    switch (c->step) {
+    case 1:
+        len = snprintf(req, sizeof(req),
+                       "GET /api/v1/concerts/%lld/sessions HTTP/1.1\r\nHost: q\r\n"
+                       "QUEUE-TOKEN: queue_token_%ld\r\n\r\n",
+                       cid, fc.users + 2);
+        break;
+    case 2:
+        len = snprintf(req, sizeof(req),
+                       "GET /api/v1/concerts/%lld/sessions/%lld/seats?limit=20&after=%lld "
+                       "HTTP/1.1\r\nHost: q\r\nQUEUE-TOKEN: queue_token_%ld\r\n\r\n",
+                       cid, sid, num - 1, fc.users + 2);
+        break;
+    case 3:
+        n = snprintf(body, sizeof(body), "{\"userId\":%ld,\"seatIds\":[%lld]}", u, seat);
+        len = snprintf(req, sizeof(req),
+                       "POST /api/v1/concerts/%lld/sessions/%lld/reservations HTTP/1.1\r\n"
+                       "Host: q\r\nQUEUE-TOKEN: %s\r\nContent-Type: application/json\r\n"
+                       "Content-Length: %d\r\n\r\n%s",
+                       cid, sid, c->tok, n, body);
+        break;
+    case 4:
+        n = snprintf(body, sizeof(body), "{\"userId\":%ld,\"reservationId\":%lld}", u, c->rid);
+        len = snprintf(req, sizeof(req),
+                       "POST /api/v1/payments HTTP/1.1\r\nHost: q\r\nQUEUE-TOKEN: %s\r\n"
+                       "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
+                       c->tok, n, body);
+        break;
+    case 5:
+        n = snprintf(body, sizeof(body), "{\"userId\":%ld}", u);
+        len = snprintf(req, sizeof(req),
+                       "POST /api/v1/waiting-queues HTTP/1.1\r\nHost: q\r\n"
+                       "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
+                       n, body);
+        break;
+    default:
+        len = snprintf(req, sizeof(req),
+                       "GET /api/v1/waiting-queues HTTP/1.1\r\nHost: q\r\nQUEUE-TOKEN: %s\r\n\r\n",
+                       c->tok);
+        break;
+    }
+    send_all(c, req, (size_t)len);
+}
+
+/* The flow is over (done or failed): the next one is due a period after
+ * this one started. */
+static void flow_end(struct conn *c, int ok) {
+    c->step = 0;
+    if (c->flows == 0) { /* the first entry into the line: the first flow now */
+        c->due = now_us();
+    } else {
+        if (ok) flow_done++;
+        c->due = c->flow_start + fc.period_us;
+    }
+    heap_push(c);
+}
+
+static void flow_answer(struct conn *c, int status, const char *body) {
+    int want = (c->step == 3 || c->step == 4) ? 201 : 200;
+    if (c->step == 5) want = status == 201 ? 201 : 200;
+    if (status != want) {
+        flow_err[c->step]++;
+        flow_end(c, 0);
+        return;
+    }
+    const char *p;
+    switch (c->step) {
+    case 3:
+        p = strstr(body, "\"reservationId\":");
+        c->rid = p ? atoll(p + 16) : 0;
+        break;
+    case 5:
+    case 6:
+        p = strstr(body, "\"token\":\"");
+        if (p) {
+            p += 9;
+            size_t n = strcspn(p, "\"");
+            if (n >= sizeof(c->tok)) n = sizeof(c->tok) - 1;
+            memcpy(c->tok, p, n);
+            c->tok[n] = '\0';
+        }
+        if (strstr(body, "\"status\":\"ACTIVATED\"")) {
+            flow_end(c, 1);
+            return;
+        }
+        c->step = 6; /* in line: look again in 10 ms */
+        c->due = now_us() + 10000;
+        heap_push(c);
+        return;
+    default: break;
+    }
+    c->step++;
+    c->sent_due = now_us();
+    flow_send(c);
+}
+
+static int do_flow(long duration_s) {
+    heap = calloc(nconns, sizeof(*heap));
+    int64_t start = now_us(), end = start + duration_s * 1000000LL;
+    /* Each user first enters the line for a live token (an earlier run's
+     * payments may have expired the seeded ones), spread over one period. */
+    for (size_t i = 0; i < nconns; i++) {
+        conns[i].step = 5;
+        conns[i].due = start + (int64_t)((double)fc.period_us * (double)i / (double)nconns);
+        heap_push(&conns[i]);
+    }
+    struct epoll_event evs[512];
+    char body[BUF];
+    for (;;) {
+        int64_t now = now_us();
+        if (now >= end) break;
+        while (heap_n && heap[0]->due <= now) {
+            struct conn *c = heap_pop();
+            c->sent_due = c->due;
+            if (c->step == 0) { /* a new flow */
+                c->flows++;
+                c->flow_start = c->due;
+                c->step = 1;
+            }
+            flow_send(c);
+            if (!c->busy) { /* the send failed and reopened */
+                flow_err[c->step]++;
+                flow_end(c, 0);
+            }
+        }
+        int timeout = 100;
+        if (heap_n) {
+            int64_t wait = (heap[0]->due - now + 999) / 1000;
+            timeout = wait < timeout ? (int)wait : timeout;
+        }
+        int k = epoll_wait(ep, evs, 512, timeout);
+        if (k < 0 && errno != EINTR) die("epoll_wait");
+        now = now_us();
+        for (int e = 0; e < k; e++) {
+            struct conn *c = evs[e].data.ptr;
+            int was_busy = c->busy, status = 0;
+            int got = conn_read(c, &status, body, sizeof(body));
+            if (got) {
+                record(now - c->sent_due);
+                if (status >= 200 && status < 300) n_ok++;
+                else n_err++;
+                flow_answer(c, status, body);
+            } else if (was_busy && !c->busy) { /* dropped and reopened */
+                flow_err[c->step]++;
+                flow_end(c, 0);
+            }
+        }
+    }
+    double secs = (double)(now_us() - start) / 1e6;
+    uint64_t errs = 0;
+    for (int i = 0; i < 7; i++) errs += flow_err[i];
+    printf("mode=flow users=%zu period_ms=%lld secs=%.1f flows=%llu requests=%llu errors=%llu "
+           "(sessions %llu seats %llu hold %llu pay %llu enter %llu poll %llu) rps=%.0f "
+           "p50_ms=%.3f p95_ms=%.3f p99_ms=%.3f max_ms=%.3f\n",
+           nconns, (long long)(fc.period_us / 1000), secs, (unsigned long long)flow_done,
+           (unsigned long long)(n_ok + n_err), (unsigned long long)errs,
+           (unsigned long long)flow_err[1], (unsigned long long)flow_err[2],
+           (unsigned long long)flow_err[3], (unsigned long long)flow_err[4],
+           (unsigned long long)flow_err[5], (unsigned long long)flow_err[6],
+           (double)(n_ok + n_err) / secs, pct(50), pct(95), pct(99), (double)max_us / 1000.0);
+    free(heap);
+    return 0;
+}
+
 /* The non-empty lines of a file (each cut to LINE_MAX_ - 1 bytes); exits
  * when there are none. */
 static char (*read_lines(const char *path, size_t *n))[LINE_MAX_] {
@@ -405,7 +610,9 @@ int main(int argc, char **argv) {
     if (argc < 4) {
         fprintf(stderr, "usage: qpoll enter HOST PORT FIRST USERS CONNS FILE\n"
                         "       qpoll poll HOST PORT FILE CONNS PERIOD_MS DURATION_S\n"
-                        "       qpoll get HOST PORT PATHS_FILE CONNS RATE DURATION_S TOKEN\n");
+                        "       qpoll get HOST PORT PATHS_FILE CONNS RATE DURATION_S TOKEN\n"
+                        "       qpoll flow HOST PORT USERS FIRST_SEAT SEATS_PER_SESSION "
+                        "SESSIONS_PER_CONCERT PERIOD_MS DURATION_S\n");
         return 2;
     }
     raise_nofile();
@@ -419,6 +626,14 @@ int main(int argc, char **argv) {
         conns = calloc(nconns, sizeof(*conns));
         for (size_t i = 0; i < nconns; i++) conn_open(&conns[i]);
         return do_enter(atol(argv[4]), atol(argv[5]), argv[7]);
+    }
+    if (strcmp(argv[1], "flow") == 0 && argc == 10) {
+        fc = (struct flowcfg){atol(argv[4]), atol(argv[5]), atol(argv[6]), atol(argv[7]),
+                              atol(argv[8]) * 1000LL};
+        nconns = (size_t)fc.users;
+        conns = calloc(nconns, sizeof(*conns));
+        for (size_t i = 0; i < nconns; i++) conn_open(&conns[i]);
+        return do_flow(atol(argv[9]));
     }
     int poll = strcmp(argv[1], "poll") == 0 && argc == 8;
     int get = strcmp(argv[1], "get") == 0 && argc == 9;
