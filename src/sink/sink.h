@@ -2,7 +2,7 @@
  * events (DESIGN.md 1, 2).
  *
  * A port is a struct of function pointers plus the adapter's own state:
- * adapters (log.c; Redis Streams and Kafka later) embed struct sink as
+ * adapters (log.c, redis.c; kafka.c later) embed struct sink as
  * their first member. publish() is called by one thread at a time (the
  * relay's).
  *
@@ -34,10 +34,16 @@ struct sink_ops {
 
 struct sink {
     const struct sink_ops *ops;
-    const char *kind; /* "log" */
+    const char *kind; /* "log", "redis" */
 };
 
-/* Opens the sink named by url: "log:PATH" (JSON lines appended to PATH).
- * ERR_INVALID with errbuf set for anything else. */
+#define SINK_REDIS_DEFAULT_STREAM "concertd:events"
+
+/* Opens the sink named by url (sink.c dispatches on the scheme):
+ *   "log:PATH"                          JSON lines appended to PATH (log.c)
+ *   "redis://HOST[:PORT][/STREAM]"      entries of a Redis stream (redis.c)
+ * ERR_INVALID with errbuf set for anything else. A network sink whose
+ * server is not reachable yet still opens: publish() fails until it is. */
 int sink_open(const char *url, struct sink **out, char *errbuf, size_t errlen);
 int sink_log_open(const char *path, struct sink **out, char *errbuf, size_t errlen);
+int sink_redis_open(const char *url, struct sink **out, char *errbuf, size_t errlen);
