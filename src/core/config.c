@@ -111,7 +111,8 @@ static const struct cfg_option options[] = {
     {"pg-breaker-open", OPT_DURATION, OFF(pg_breaker_open_ms), "10s", 100, HOUR, NULL, CMD_SERVE,
      NULL, "circuit breaker: how long it stays open before trial calls"},
     {"events", OPT_STRING, OFF(events), NULL, 0, 0, NULL, CMD_SERVE, "SINK",
-     "publish outbox events (at least once) to log:PATH (JSON lines); none: kept in the db"},
+     "publish outbox events (at least once) to log:PATH (JSON lines), "
+     "redis://HOST[:PORT][/STREAM] or kafka://BROKERS/TOPIC; none: kept in the db"},
     {"concerts", OPT_INT, OFF(seed_concerts), "3", 0, 100000, NULL, CMD_SEED, NULL,
      "concerts to create"},
     {"sessions-per-concert", OPT_INT, OFF(seed_sessions_per_concert), "4", 1, 10000, NULL, CMD_SEED,

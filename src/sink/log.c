@@ -11,7 +11,6 @@
  * onto the next event. Not here: which events, when (service/outbox.c). */
 #include <errno.h>
 #include <fcntl.h>
-#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,8 +19,8 @@
 
 #include "core/err.h"
 #include "core/log.h"
-#include "core/timeutil.h"
 #include "core/xmalloc.h"
+#include "sink/render.h"
 #include "sink/sink.h"
 
 #define MOD "sink"
@@ -38,14 +37,7 @@ static char *render(const struct sink_event *ev, size_t n, size_t *len) {
     size_t cap = 256, used = 0;
     char *buf = xmalloc(cap);
     for (size_t i = 0; i < n; i++) {
-        json_t *payload = json_loads(ev[i].payload, 0, NULL);
-        char at[32];
-        time_format_rfc3339(ev[i].created_at_ms, at, sizeof(at));
-        json_t *o = json_pack("{sI ss sI so ss}", "id", (json_int_t)ev[i].id, "topic", ev[i].topic,
-                              "aggregateId", (json_int_t)ev[i].aggregate_id, "payload",
-                              payload ? payload : json_null(), "createdAt", at);
-        char *line = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
-        json_decref(o);
+        char *line = sink_render_event(&ev[i]);
         if (!line) {
             free(buf);
             return NULL;
@@ -119,10 +111,4 @@ int sink_log_open(const char *path, struct sink **out, char *errbuf, size_t errl
     s->torn = last != '\n';
     *out = &s->base;
     return 0;
-}
-
-int sink_open(const char *url, struct sink **out, char *errbuf, size_t errlen) {
-    if (strncmp(url, "log:", 4) == 0 && url[4]) return sink_log_open(url + 4, out, errbuf, errlen);
-    snprintf(errbuf, errlen, "--events %s: want log:PATH (redis:// and kafka:// later)", url);
-    return ERR_INVALID;
 }

@@ -2,7 +2,7 @@
  * events (DESIGN.md 1, 2).
  *
  * A port is a struct of function pointers plus the adapter's own state:
- * adapters (log.c; Redis Streams and Kafka later) embed struct sink as
+ * adapters (log.c, redis.c, kafka.c) embed struct sink as
  * their first member. publish() is called by one thread at a time (the
  * relay's).
  *
@@ -34,10 +34,22 @@ struct sink_ops {
 
 struct sink {
     const struct sink_ops *ops;
-    const char *kind; /* "log" */
+    const char *kind; /* "log", "redis", "kafka" */
 };
 
-/* Opens the sink named by url: "log:PATH" (JSON lines appended to PATH).
- * ERR_INVALID with errbuf set for anything else. */
+#define SINK_REDIS_DEFAULT_STREAM "concertd:events"
+#define SINK_KAFKA_TIMEOUT_MS 10000 /* a publish gives up on undelivered events after this */
+
+/* Opens the sink named by url (sink.c dispatches on the scheme):
+ *   "log:PATH"                          JSON lines appended to PATH (log.c)
+ *   "redis://HOST[:PORT][/STREAM]"      entries of a Redis stream (redis.c)
+ *   "kafka://BROKER[,BROKER...]/TOPIC"  messages of a Kafka topic (kafka.c)
+ * ERR_INVALID with errbuf set for anything else. A network sink whose
+ * server is not reachable yet still opens: publish() fails until it is. */
 int sink_open(const char *url, struct sink **out, char *errbuf, size_t errlen);
 int sink_log_open(const char *path, struct sink **out, char *errbuf, size_t errlen);
+int sink_redis_open(const char *url, struct sink **out, char *errbuf, size_t errlen);
+/* timeout_ms: how long publish() waits for the delivery reports before it
+ * gives up and fails (0: SINK_KAFKA_TIMEOUT_MS). */
+int sink_kafka_open(const char *url, int timeout_ms, struct sink **out, char *errbuf,
+                    size_t errlen);
