@@ -124,7 +124,7 @@ int router_match(const struct router *rt, int method, const char *path, struct r
     int want = method == API_HEAD ? API_GET : method;
     for (int i = 0; i < rt->n; i++) {
         const struct compiled *c = &rt->routes[i];
-        int64_t params[API_MAX_PARAMS];
+        int64_t params[API_MAX_PARAMS] = {0}; /* unused slots read 0, not stack garbage */
         int r = match_one(c, path, params, &bad);
         if (r == 1) {
             if (c->route->methods & want) {
