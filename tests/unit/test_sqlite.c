@@ -21,6 +21,7 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "store/store.h"
+#include "testdb.h"
 
 extern const char *const store_sqlite_migrations[];
 extern const char store_sqlite_sql_available_seats[];
@@ -30,8 +31,7 @@ extern const char store_sqlite_sql_available_seats_at[];
 #define FIRST_START_MS ((int64_t)1798797600 * 1000) /* 2027-01-01T10:00:00Z */
 
 struct fx {
-    char dir[64];
-    char path[128];
+    struct testdb db;
     struct store *s;
     struct arena *a;
 };
@@ -40,9 +40,7 @@ struct fx {
 
 static struct fx *fx_new(void) {
     struct fx *f = calloc(1, sizeof(*f));
-    strcpy(f->dir, "/tmp/concertd-test-XXXXXX");
-    if (!mkdtemp(f->dir)) fail_msg("mkdtemp failed");
-    snprintf(f->path, sizeof(f->path), "%s/test.db", f->dir);
+    testdb_init(&f->db, "test");
     f->a = arena_create();
     return f;
 }
@@ -51,7 +49,7 @@ static struct fx *fx_new(void) {
 static int setup_raw(void **state) {
     struct fx *f = fx_new();
     char err[256];
-    if (store_sqlite_open(f->path, &f->s, err, sizeof(err)) != 0) fail_msg("open: %s", err);
+    if (store_sqlite_open(f->db.path, &f->s, err, sizeof(err)) != 0) fail_msg("open: %s", err);
     *state = f;
     return 0;
 }
@@ -67,42 +65,9 @@ static int teardown(void **state) {
     struct fx *f = *state;
     if (f->s) f->s->ops->close(f->s);
     arena_destroy(f->a);
-    DIR *d = opendir(f->dir);
-    struct dirent *e;
-    while (d && (e = readdir(d))) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-        char p[512];
-        snprintf(p, sizeof(p), "%s/%s", f->dir, e->d_name);
-        unlink(p);
-    }
-    if (d) closedir(d);
-    rmdir(f->dir);
+    testdb_remove(&f->db);
     free(f);
     return 0;
-}
-
-static void raw_exec(const struct fx *f, const char *sql) {
-    sqlite3 *db;
-    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-    sqlite3_busy_timeout(db, 5000);
-    char *msg = NULL;
-    int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
-    if (rc != SQLITE_OK) print_error("raw_exec: %s\n", msg);
-    sqlite3_free(msg);
-    sqlite3_close(db);
-    assert_int_equal(rc, SQLITE_OK);
-}
-
-static int64_t raw_int(const struct fx *f, const char *sql) {
-    sqlite3 *db;
-    sqlite3_stmt *st;
-    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    int64_t v = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return v;
 }
 
 static int64_t migrations_known(void) {
@@ -141,34 +106,36 @@ static size_t seats_of(struct fx *f, int64_t cid, int64_t sid, struct store_seat
 static void test_migrate_sets_user_version_and_is_idempotent(void **state) {
     struct fx *f = *state;
     assert_true(migrations_known() >= 1);
-    assert_int_equal(raw_int(f, "PRAGMA user_version"), migrations_known());
-    assert_int_equal(raw_int(f, "SELECT count(*) FROM sqlite_master WHERE name = 'seats'"), 1);
+    assert_int_equal(testdb_int(&f->db, "PRAGMA user_version"), migrations_known());
+    assert_int_equal(testdb_int(&f->db, "SELECT count(*) FROM sqlite_master WHERE name = 'seats'"),
+                     1);
     assert_int_equal(f->s->ops->migrate(f->s), 0);
-    assert_int_equal(raw_int(f, "PRAGMA user_version"), migrations_known());
+    assert_int_equal(testdb_int(&f->db, "PRAGMA user_version"), migrations_known());
 
     struct store *other; /* a second process-like instance sees nothing to do */
     char err[256];
-    assert_int_equal(store_open(f->path, &other, err, sizeof(err)), 0);
+    assert_int_equal(store_open(f->db.path, &other, err, sizeof(err)), 0);
     assert_int_equal(other->ops->migrate(other), 0);
     other->ops->close(other);
-    assert_int_equal(raw_int(f, "PRAGMA user_version"), migrations_known());
+    assert_int_equal(testdb_int(&f->db, "PRAGMA user_version"), migrations_known());
 }
 
 static void test_migrate_refuses_database_with_newer_schema(void **state) {
     struct fx *f = *state;
     char sql[64];
     snprintf(sql, sizeof(sql), "PRAGMA user_version = %lld", (long long)migrations_known() + 1);
-    raw_exec(f, sql);
+    testdb_exec(&f->db, sql);
     assert_int_equal(f->s->ops->migrate(f->s), ERR_CONFLICT);
-    assert_int_equal(raw_int(f, "PRAGMA user_version"), migrations_known() + 1);
+    assert_int_equal(testdb_int(&f->db, "PRAGMA user_version"), migrations_known() + 1);
 }
 
 static void test_migrate_failure_rolls_back_whole_migration(void **state) {
     struct fx *f = *state; /* unmigrated; a stray table makes 0001 fail half-way */
-    raw_exec(f, "CREATE TABLE outbox (x INTEGER)");
+    testdb_exec(&f->db, "CREATE TABLE outbox (x INTEGER)");
     assert_int_equal(f->s->ops->migrate(f->s), ERR_IO);
-    assert_int_equal(raw_int(f, "PRAGMA user_version"), 0);
-    assert_int_equal(raw_int(f, "SELECT count(*) FROM sqlite_master WHERE name = 'users'"), 0);
+    assert_int_equal(testdb_int(&f->db, "PRAGMA user_version"), 0);
+    assert_int_equal(testdb_int(&f->db, "SELECT count(*) FROM sqlite_master WHERE name = 'users'"),
+                     0);
 }
 
 static void test_reads_before_migrate_fail_without_crashing(void **state) {
@@ -202,8 +169,8 @@ static void test_seed_creates_exact_counts_grades_and_prices(void **state) {
     assert_string_equal(c[0].title, "Concert 1");
     assert_string_equal(c[1].title, "Concert 2");
     assert_true(strlen(c[0].venue) > 0 && strcmp(c[0].venue, c[1].venue) != 0);
-    assert_int_equal(raw_int(f, "SELECT count(*) FROM sessions"), 6);
-    assert_int_equal(raw_int(f, "SELECT count(*) FROM seats"), 60);
+    assert_int_equal(testdb_int(&f->db, "SELECT count(*) FROM sessions"), 6);
+    assert_int_equal(testdb_int(&f->db, "SELECT count(*) FROM seats"), 60);
 
     struct store_session *ss;
     assert_int_equal(f->s->ops->list_sessions(f->s, f->a, 2, &ss, &n), 0);
@@ -248,9 +215,10 @@ static const char BALANCE_MISMATCHES[] =
 static void test_seed_twice_continues_ids_and_tops_up_balances_with_ledger(void **state) {
     struct fx *f = *state;
     seed(f, 1, 1, 5, 0, 3, 0);
-    assert_int_equal(raw_int(f, "SELECT count(*) FROM users WHERE balance = 0"), 3);
-    assert_int_equal(raw_int(f, "SELECT count(*) FROM balance_ledger"), 0);
-    raw_exec(f, "UPDATE users SET balance = 5000 WHERE id = 2;"
+    assert_int_equal(testdb_int(&f->db, "SELECT count(*) FROM users WHERE balance = 0"), 3);
+    assert_int_equal(testdb_int(&f->db, "SELECT count(*) FROM balance_ledger"), 0);
+    testdb_exec(&f->db,
+                "UPDATE users SET balance = 5000 WHERE id = 2;"
                 "INSERT INTO balance_ledger (user_id, kind, amount, balance_after, created_at)"
                 " VALUES (2, 'CHARGE', 5000, 5000, 0)");
 
@@ -260,22 +228,22 @@ static void test_seed_twice_continues_ids_and_tops_up_balances_with_ledger(void 
     assert_int_equal(n, 2);
     assert_int_equal(c[1].id, 2);
     assert_string_equal(c[1].title, "Concert 2");
-    assert_int_equal(raw_int(f, "SELECT count(*) FROM users"), 5);
-    assert_int_equal(raw_int(f, "SELECT balance FROM users WHERE id = 2"), 5000);
-    assert_int_equal(raw_int(f, "SELECT count(*) FROM users WHERE balance = 3000"), 4);
-    assert_int_equal(raw_int(f, "SELECT count(*) FROM balance_ledger"), 5);
-    assert_int_equal(raw_int(f, BALANCE_MISMATCHES), 0);
+    assert_int_equal(testdb_int(&f->db, "SELECT count(*) FROM users"), 5);
+    assert_int_equal(testdb_int(&f->db, "SELECT balance FROM users WHERE id = 2"), 5000);
+    assert_int_equal(testdb_int(&f->db, "SELECT count(*) FROM users WHERE balance = 3000"), 4);
+    assert_int_equal(testdb_int(&f->db, "SELECT count(*) FROM balance_ledger"), 5);
+    assert_int_equal(testdb_int(&f->db, BALANCE_MISMATCHES), 0);
 
     seed(f, 0, 0, 0, 0, 5, 3000); /* already there: no new ledger rows */
-    assert_int_equal(raw_int(f, "SELECT count(*) FROM balance_ledger"), 5);
-    assert_int_equal(raw_int(f, BALANCE_MISMATCHES), 0);
+    assert_int_equal(testdb_int(&f->db, "SELECT count(*) FROM balance_ledger"), 5);
+    assert_int_equal(testdb_int(&f->db, BALANCE_MISMATCHES), 0);
 }
 
 static void test_seed_rejects_negative_counts(void **state) {
     struct fx *f = *state;
     struct store_seed o = {.concerts = 1, .sessions_per_concert = 1, .seats_per_session = -1};
     assert_int_equal(f->s->ops->seed(f->s, &o), ERR_INVALID);
-    assert_int_equal(raw_int(f, "SELECT count(*) FROM concerts"), 0);
+    assert_int_equal(testdb_int(&f->db, "SELECT count(*) FROM concerts"), 0);
 }
 
 /* ---- concerts and sessions --------------------------------------------- */
@@ -372,7 +340,7 @@ static const char HOLD_AND_SELL[] =
 static void test_available_seats_exclude_held_and_sold_seats(void **state) {
     struct fx *f = *state;
     seed(f, 1, 1, 10, 1000, 0, 0);
-    raw_exec(f, HOLD_AND_SELL);
+    testdb_exec(&f->db, HOLD_AND_SELL);
     assert_page(f, 1, 0, 100, (int64_t[]){1, 4, 6, 7, 8, 9, 10}, 7);
     assert_page(f, 1, 1, 2, (int64_t[]){4, 6}, 2);
     struct store_session s;
@@ -387,7 +355,7 @@ static void assert_seat_plan(const struct fx *f) {
     sqlite3 *db;
     sqlite3_stmt *st;
     char sql[512], plan[1024] = "";
-    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_open(f->db.path, &db), SQLITE_OK);
     snprintf(sql, sizeof(sql), "EXPLAIN QUERY PLAN %s", store_sqlite_sql_available_seats);
     assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
     while (sqlite3_step(st) == SQLITE_ROW) {
@@ -407,8 +375,8 @@ static void test_available_seats_query_is_a_covering_index_range_scan(void **sta
     struct fx *f = *state;
     assert_seat_plan(f);
     seed(f, 2, 3, 200, 0, 0, 0);
-    raw_exec(f, HOLD_AND_SELL);
-    raw_exec(f, "ANALYZE"); /* with statistics the planner must still choose it */
+    testdb_exec(&f->db, HOLD_AND_SELL);
+    testdb_exec(&f->db, "ANALYZE"); /* with statistics the planner must still choose it */
     assert_seat_plan(f);
 }
 
@@ -431,8 +399,8 @@ static void assert_page_at(struct fx *f, int64_t sid, int64_t offset, int64_t li
 
 static void test_available_seats_at_page_by_offset_by_session_alone(void **state) {
     struct fx *f = *state;
-    seed(f, 2, 1, 10, 1000, 0, 0); /* session 2 is concert 2's */
-    raw_exec(f, HOLD_AND_SELL);    /* session 1: 2, 3 held, 5 sold */
+    seed(f, 2, 1, 10, 1000, 0, 0);      /* session 2 is concert 2's */
+    testdb_exec(&f->db, HOLD_AND_SELL); /* session 1: 2, 3 held, 5 sold */
     assert_page_at(f, 1, 0, 3, (int64_t[]){1, 4, 6}, 3);
     assert_page_at(f, 1, 3, 3, (int64_t[]){7, 8, 9}, 3);
     assert_page_at(f, 1, 6, 3, (int64_t[]){10}, 1);
@@ -450,8 +418,8 @@ static void test_available_seats_at_page_by_offset_by_session_alone(void **state
 
 static void test_seat_ids_by_number_map_or_name_the_missing_number(void **state) {
     struct fx *f = *state;
-    seed(f, 2, 2, 10, 1000, 0, 0); /* concert 2: sessions 3, 4; seat ids (sid-1)*10 + number */
-    raw_exec(f, HOLD_AND_SELL);    /* held and sold seats still map */
+    seed(f, 2, 2, 10, 1000, 0, 0);      /* concert 2: sessions 3, 4; seat ids (sid-1)*10 + number */
+    testdb_exec(&f->db, HOLD_AND_SELL); /* held and sold seats still map */
     int64_t ids[3] = {0}, bad = -1;
     assert_int_equal(f->s->ops->seat_ids_by_number(f->s, 2, 4, (int64_t[]){10, 1, 5}, 3, ids, &bad),
                      0);
@@ -477,12 +445,12 @@ static void test_seat_ids_by_number_map_or_name_the_missing_number(void **state)
 static void test_available_seats_at_query_is_a_covering_index_scan(void **state) {
     struct fx *f = *state;
     seed(f, 2, 3, 200, 0, 0, 0);
-    raw_exec(f, HOLD_AND_SELL);
-    raw_exec(f, "ANALYZE");
+    testdb_exec(&f->db, HOLD_AND_SELL);
+    testdb_exec(&f->db, "ANALYZE");
     sqlite3 *db;
     sqlite3_stmt *st;
     char sql[512], plan[1024] = "";
-    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_open(f->db.path, &db), SQLITE_OK);
     snprintf(sql, sizeof(sql), "EXPLAIN QUERY PLAN %s", store_sqlite_sql_available_seats_at);
     assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
     while (sqlite3_step(st) == SQLITE_ROW) {
@@ -576,7 +544,7 @@ static void test_import_event_creates_sessions_with_block_seats(void **state) {
         assert_string_equal(seats[10].grade, "R");
         assert_int_equal(seats[29].price, 100000);
     }
-    assert_int_equal(raw_int(f, "SELECT count(*) FROM seats"), 65);
+    assert_int_equal(testdb_int(&f->db, "SELECT count(*) FROM seats"), 65);
 }
 
 static void test_import_with_overlapping_blocks_is_invalid_and_writes_nothing(void **state) {
@@ -587,12 +555,13 @@ static void test_import_with_overlapping_blocks_is_invalid_and_writes_nothing(vo
     int64_t cid = -1;
     assert_int_equal(f->s->ops->import_event(f->s, &ev, &cid), ERR_INVALID);
     assert_int_equal(cid, -1);
-    assert_int_equal(raw_int(f, "SELECT (SELECT count(*) FROM concerts) + (SELECT count(*) FROM"
+    assert_int_equal(testdb_int(&f->db,
+                                "SELECT (SELECT count(*) FROM concerts) + (SELECT count(*) FROM"
                                 " sessions) + (SELECT count(*) FROM seats)"),
                      0);
     b[1].first = 11; /* the store is still usable */
     assert_int_equal(f->s->ops->import_event(f->s, &ev, &cid), 0);
-    assert_int_equal(raw_int(f, "SELECT count(*) FROM seats"), 30);
+    assert_int_equal(testdb_int(&f->db, "SELECT count(*) FROM seats"), 30);
 }
 
 /* ---- store_open ---------------------------------------------------------------- */
@@ -617,12 +586,12 @@ static void test_store_open_accepts_sqlite_url_forms(void **state) {
     for (size_t i = 0; i < 3; i++) {
         char url[256], err[256];
         struct store *s;
-        snprintf(url, sizeof(url), "%s%s/%c.db", prefixes[i], f->dir, (char)('a' + i));
+        snprintf(url, sizeof(url), "%s%s/%c.db", prefixes[i], f->db.dir, (char)('a' + i));
         assert_int_equal(store_open(url, &s, err, sizeof(err)), 0);
         assert_string_equal(s->kind, "sqlite");
         assert_int_equal(s->ops->ping(s), 0);
         s->ops->close(s);
-        snprintf(url, sizeof(url), "%s/%c.db", f->dir, (char)('a' + i));
+        snprintf(url, sizeof(url), "%s/%c.db", f->db.dir, (char)('a' + i));
         assert_int_equal(access(url, F_OK), 0);
     }
 }
@@ -631,12 +600,12 @@ static void test_store_open_reports_unopenable_and_non_database_files(void **sta
     struct fx *f = *state;
     char path[256], err[512] = "";
     struct store *s;
-    snprintf(path, sizeof(path), "%s/missing-dir/x.db", f->dir);
+    snprintf(path, sizeof(path), "%s/missing-dir/x.db", f->db.dir);
     assert_int_equal(store_open(path, &s, err, sizeof(err)), ERR_IO);
     assert_non_null(strstr(err, path));
     assert_non_null(strstr(err, "unable to open"));
 
-    snprintf(path, sizeof(path), "%s/junk.db", f->dir);
+    snprintf(path, sizeof(path), "%s/junk.db", f->db.dir);
     FILE *fp = fopen(path, "w");
     for (int i = 0; i < 200; i++) fputs("this is not an SQLite database at all\n", fp);
     fclose(fp);

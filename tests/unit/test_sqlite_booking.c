@@ -26,42 +26,22 @@
 #include "service/booking.h"
 #include "service/payment.h"
 #include "store/store.h"
+#include "testdb.h"
 
 #define NOW ((int64_t)1800000000000)
 #define TTL 300000
 
 struct fx {
-    char dir[64];
-    char path[128];
+    struct testdb db;
     struct store *s;
     struct arena *a;
 };
 
-__attribute__((format(printf, 2, 3))) static int64_t raw_int(const struct fx *f, const char *fmt,
-                                                             ...) {
-    char sql[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(sql, sizeof(sql), fmt, ap);
-    va_end(ap);
-    sqlite3 *db;
-    sqlite3_stmt *st;
-    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) fail_msg("prepare: %s", sql);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    int64_t v = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return v;
-}
-
 static int setup(void **state) {
     struct fx *f = calloc(1, sizeof(*f));
-    strcpy(f->dir, "/tmp/concertd-booking-XXXXXX");
-    if (!mkdtemp(f->dir)) fail_msg("mkdtemp failed");
-    snprintf(f->path, sizeof(f->path), "%s/test.db", f->dir);
+    testdb_init(&f->db, "booking");
     char err[256];
-    if (store_sqlite_open(f->path, &f->s, err, sizeof(err)) != 0) fail_msg("open: %s", err);
+    if (store_sqlite_open(f->db.path, &f->s, err, sizeof(err)) != 0) fail_msg("open: %s", err);
     assert_int_equal(f->s->ops->migrate(f->s), 0);
     /* 2 concerts x 2 sessions x 10 seats at 1000 won: session 1 has seats 1..10,
      * session 2 seats 11..20, ... */
@@ -77,16 +57,7 @@ static int teardown(void **state) {
     struct fx *f = *state;
     f->s->ops->close(f->s);
     arena_destroy(f->a);
-    DIR *d = opendir(f->dir);
-    struct dirent *e;
-    while (d && (e = readdir(d))) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-        char p[512];
-        snprintf(p, sizeof(p), "%s/%s", f->dir, e->d_name);
-        unlink(p);
-    }
-    if (d) closedir(d);
-    rmdir(f->dir);
+    testdb_remove(&f->db);
     free(f);
     return 0;
 }
@@ -104,22 +75,24 @@ static int hold(struct fx *f, int64_t user, int64_t session, const int64_t *ids,
 }
 
 static int64_t available(struct fx *f, int64_t session) {
-    return raw_int(f, "SELECT available_seats FROM sessions WHERE id = %lld", (long long)session);
+    return testdb_intf(&f->db, "SELECT available_seats FROM sessions WHERE id = %lld",
+                       (long long)session);
 }
 
 /* Invariant checks every test ends with. */
 static void assert_consistent(struct fx *f) {
-    assert_int_equal(raw_int(f, "SELECT count(*) FROM sessions ss WHERE available_seats <>"
-                                " (SELECT count(*) FROM seats WHERE session_id = ss.id"
-                                " AND status = 0)"),
+    assert_int_equal(testdb_intf(&f->db, "SELECT count(*) FROM sessions ss WHERE available_seats <>"
+                                         " (SELECT count(*) FROM seats WHERE session_id = ss.id"
+                                         " AND status = 0)"),
                      0);
-    assert_int_equal(raw_int(f, "SELECT count(*) FROM users u WHERE balance <>"
-                                " (SELECT coalesce(sum(amount), 0) FROM balance_ledger"
-                                " WHERE user_id = u.id)"),
+    assert_int_equal(testdb_intf(&f->db, "SELECT count(*) FROM users u WHERE balance <>"
+                                         " (SELECT coalesce(sum(amount), 0) FROM balance_ledger"
+                                         " WHERE user_id = u.id)"),
                      0);
-    assert_int_equal(raw_int(f, "SELECT count(*) FROM seats st WHERE status <> 0 AND"
-                                " (SELECT status FROM reservations WHERE id = st.reservation_id)"
-                                " NOT IN ('HELD', 'PAYMENT_PENDING', 'CONFIRMED')"),
+    assert_int_equal(testdb_intf(&f->db,
+                                 "SELECT count(*) FROM seats st WHERE status <> 0 AND"
+                                 " (SELECT status FROM reservations WHERE id = st.reservation_id)"
+                                 " NOT IN ('HELD', 'PAYMENT_PENDING', 'CONFIRMED')"),
                      0);
 }
 
@@ -139,12 +112,13 @@ static void test_hold_takes_every_seat_and_moves_the_counter(void **state) {
     assert_int_equal(r.nseats, 3);
     for (size_t i = 0; i < 3; i++) assert_int_equal(r.seats[i].number, (int64_t)i + 1);
     assert_int_equal(available(f, 1), 7);
-    assert_int_equal(raw_int(f,
-                             "SELECT count(*) FROM seats WHERE status = 1 AND"
-                             " reservation_id = %lld",
-                             (long long)r.id),
+    assert_int_equal(testdb_intf(&f->db,
+                                 "SELECT count(*) FROM seats WHERE status = 1 AND"
+                                 " reservation_id = %lld",
+                                 (long long)r.id),
                      3);
-    assert_int_equal(raw_int(f, "SELECT count(*) FROM users WHERE id = 42 AND balance = 0"), 1);
+    assert_int_equal(
+        testdb_intf(&f->db, "SELECT count(*) FROM users WHERE id = 42 AND balance = 0"), 1);
     struct store_reservation g;
     assert_int_equal(f->s->ops->get_reservation(f->s, f->a, r.id, &g), 0);
     assert_int_equal(g.nseats, 3);
@@ -163,8 +137,8 @@ static void test_hold_with_one_taken_seat_takes_none(void **state) {
     assert_int_equal(h.bad_seat_number, 5);
     assert_int_equal(h.bad_seat_status, STORE_SEAT_HELD);
     assert_int_equal(available(f, 1), 9);
-    assert_int_equal(raw_int(f, "SELECT count(*) FROM reservations"), 1);
-    assert_int_equal(raw_int(f, "SELECT count(*) FROM users WHERE id = 2"), 0);
+    assert_int_equal(testdb_intf(&f->db, "SELECT count(*) FROM reservations"), 1);
+    assert_int_equal(testdb_intf(&f->db, "SELECT count(*) FROM users WHERE id = 2"), 0);
     assert_consistent(f);
 }
 
@@ -186,7 +160,7 @@ static void test_hold_of_foreign_or_unknown_seat_is_not_found(void **state) {
                             .expires_at_ms = NOW + TTL};
     assert_int_equal(f->s->ops->hold_seats(f->s, f->a, &h, &r), ERR_NOT_FOUND);
     assert_int_equal(h.bad_seat_id, 0); /* the session is not concert 2's */
-    assert_int_equal(raw_int(f, "SELECT count(*) FROM seats WHERE status <> 0"), 0);
+    assert_int_equal(testdb_intf(&f->db, "SELECT count(*) FROM seats WHERE status <> 0"), 0);
     assert_consistent(f);
 }
 
@@ -198,13 +172,13 @@ static void test_hold_takes_back_seats_of_a_hold_that_ran_out(void **state) {
     assert_int_equal(hold(f, 1, 1, a, 2, NOW, &h, &ra), 0);
     assert_int_equal(hold(f, 2, 1, b, 1, NOW + TTL - 1, &h, &rb), ERR_CONFLICT);
     assert_int_equal(hold(f, 2, 1, b, 1, NOW + TTL, &h, &rb), 0);
-    assert_int_equal(raw_int(f,
-                             "SELECT count(*) FROM reservations WHERE id = %lld AND"
-                             " status = 'EXPIRED'",
-                             (long long)ra.id),
+    assert_int_equal(testdb_intf(&f->db,
+                                 "SELECT count(*) FROM reservations WHERE id = %lld AND"
+                                 " status = 'EXPIRED'",
+                                 (long long)ra.id),
                      1);
-    assert_int_equal(raw_int(f, "SELECT status FROM seats WHERE id = 7"), 0);
-    assert_int_equal(raw_int(f, "SELECT reservation_id FROM seats WHERE id = 8"), rb.id);
+    assert_int_equal(testdb_intf(&f->db, "SELECT status FROM seats WHERE id = 7"), 0);
+    assert_int_equal(testdb_intf(&f->db, "SELECT reservation_id FROM seats WHERE id = 8"), rb.id);
     assert_int_equal(available(f, 1), 9);
     assert_consistent(f);
 }
@@ -222,7 +196,8 @@ static void test_expire_holds_releases_only_due_holds(void **state) {
     assert_int_equal(f->s->ops->expire_holds(f->s, NOW + TTL, 256, &n), 0);
     assert_int_equal(n, 1);
     assert_int_equal(available(f, 1), 9);
-    assert_int_equal(raw_int(f, "SELECT count(*) FROM reservations WHERE status = 'EXPIRED'"), 1);
+    assert_int_equal(
+        testdb_intf(&f->db, "SELECT count(*) FROM reservations WHERE status = 'EXPIRED'"), 1);
     assert_int_equal(f->s->ops->expire_holds(f->s, NOW + 10 * TTL, 256, &n), 0);
     assert_int_equal(n, 1);
     assert_int_equal(available(f, 1), 10);
@@ -284,12 +259,14 @@ static void test_charge_creates_user_and_ledgers_every_change(void **state) {
     assert_int_equal(b, 750);
     assert_int_equal(f->s->ops->get_balance(f->s, 77, &b), 0);
     assert_int_equal(b, 750);
-    assert_int_equal(raw_int(f, "SELECT count(*) FROM balance_ledger WHERE user_id = 77 AND"
-                                " kind = 'CHARGE'"),
+    assert_int_equal(testdb_intf(&f->db,
+                                 "SELECT count(*) FROM balance_ledger WHERE user_id = 77 AND"
+                                 " kind = 'CHARGE'"),
                      2);
     assert_int_equal(charge(f, 77, INT64_MAX - 750, NULL, &b), 0);
     assert_int_equal(charge(f, 77, 1, NULL, &b), ERR_INVALID); /* would overflow */
-    assert_int_equal(raw_int(f, "SELECT count(*) FROM balance_ledger WHERE user_id = 77"), 3);
+    assert_int_equal(testdb_intf(&f->db, "SELECT count(*) FROM balance_ledger WHERE user_id = 77"),
+                     3);
     assert_consistent(f);
 }
 
@@ -309,30 +286,32 @@ static void test_pay_moves_money_confirms_sells_and_records_everything(void **st
     assert_int_equal(pay(f, 9, r.id, NULL, &p), 0);
     assert_true(p.out.id > 0);
     assert_int_equal(p.out.amount, 2000);
-    assert_int_equal(raw_int(f, "SELECT balance FROM users WHERE id = 9"), 500);
-    assert_int_equal(raw_int(f,
-                             "SELECT count(*) FROM seats WHERE status = 2 AND"
-                             " reservation_id = %lld",
-                             (long long)r.id),
+    assert_int_equal(testdb_intf(&f->db, "SELECT balance FROM users WHERE id = 9"), 500);
+    assert_int_equal(testdb_intf(&f->db,
+                                 "SELECT count(*) FROM seats WHERE status = 2 AND"
+                                 " reservation_id = %lld",
+                                 (long long)r.id),
                      2);
-    assert_int_equal(raw_int(f, "SELECT count(*) FROM reservations WHERE status = 'CONFIRMED'"), 1);
-    assert_int_equal(raw_int(f, "SELECT count(*) FROM payments WHERE status = 'COMPLETED' AND"
-                                " amount = 2000"),
+    assert_int_equal(
+        testdb_intf(&f->db, "SELECT count(*) FROM reservations WHERE status = 'CONFIRMED'"), 1);
+    assert_int_equal(testdb_intf(&f->db,
+                                 "SELECT count(*) FROM payments WHERE status = 'COMPLETED' AND"
+                                 " amount = 2000"),
                      1);
-    assert_int_equal(raw_int(f,
-                             "SELECT count(*) FROM balance_ledger WHERE kind = 'PAYMENT' AND"
-                             " amount = -2000 AND ref = %lld",
-                             (long long)p.out.id),
+    assert_int_equal(testdb_intf(&f->db,
+                                 "SELECT count(*) FROM balance_ledger WHERE kind = 'PAYMENT' AND"
+                                 " amount = -2000 AND ref = %lld",
+                                 (long long)p.out.id),
                      1);
-    assert_int_equal(raw_int(f,
-                             "SELECT count(*) FROM outbox WHERE topic = 'payment.completed'"
-                             " AND aggregate_id = %lld AND"
-                             " json_extract(payload, '$.amount') = 2000",
-                             (long long)p.out.id),
+    assert_int_equal(testdb_intf(&f->db,
+                                 "SELECT count(*) FROM outbox WHERE topic = 'payment.completed'"
+                                 " AND aggregate_id = %lld AND"
+                                 " json_extract(payload, '$.amount') = 2000",
+                                 (long long)p.out.id),
                      1);
     assert_int_equal(available(f, 1), 8);
     assert_int_equal(pay(f, 9, r.id, NULL, &p), ERR_CONFLICT); /* paid at most once */
-    assert_int_equal(raw_int(f, "SELECT balance FROM users WHERE id = 9"), 500);
+    assert_int_equal(testdb_intf(&f->db, "SELECT balance FROM users WHERE id = 9"), 500);
     assert_consistent(f);
 }
 
@@ -345,8 +324,8 @@ static void test_pay_of_a_hold_past_its_time_is_refused(void **state) {
     assert_int_equal(hold(f, 9, 1, ids, 1, NOW - TTL, &h, &r), 0); /* expires at NOW */
     assert_int_equal(charge(f, 9, 5000, NULL, NULL), 0);
     assert_int_equal(pay(f, 9, r.id, NULL, &p), ERR_CONFLICT);
-    assert_int_equal(raw_int(f, "SELECT balance FROM users WHERE id = 9"), 5000);
-    assert_int_equal(raw_int(f, "SELECT count(*) FROM payments"), 0);
+    assert_int_equal(testdb_intf(&f->db, "SELECT balance FROM users WHERE id = 9"), 5000);
+    assert_int_equal(testdb_intf(&f->db, "SELECT count(*) FROM payments"), 0);
     assert_consistent(f);
 }
 
@@ -388,14 +367,14 @@ static void test_same_key_replays_the_first_response_and_moves_no_money(void **s
     assert_string_equal(i2.body, "{\"err\":0,\"call\":1}");
     assert_int_equal(i2.len, strlen(i2.body));
     assert_int_equal(x.calls, 1);
-    assert_int_equal(raw_int(f, "SELECT balance FROM users WHERE id = 9"), 100);
+    assert_int_equal(testdb_intf(&f->db, "SELECT balance FROM users WHERE id = 9"), 100);
 
     struct store_idem other = idem_of(&x, "k1", "h2");
     assert_int_equal(charge(f, 9, 100, &other, &b), ERR_IDEMPOTENCY);
     struct store_idem fresh = idem_of(&x, "k2", "h2");
     assert_int_equal(charge(f, 9, 100, &fresh, &b), 0);
     assert_int_equal(fresh.replayed, 0);
-    assert_int_equal(raw_int(f, "SELECT balance FROM users WHERE id = 9"), 200);
+    assert_int_equal(testdb_intf(&f->db, "SELECT balance FROM users WHERE id = 9"), 200);
     assert_consistent(f);
 }
 
@@ -414,11 +393,12 @@ static void test_refused_payment_is_stored_and_replayed_too(void **state) {
     assert_int_equal(pay(f, 9, r.id, &i2, &p), 0); /* the stored 402, not a payment */
     assert_int_equal(i2.replayed, 1);
     assert_int_equal(i2.status, 402);
-    assert_int_equal(raw_int(f, "SELECT count(*) FROM payments"), 0);
+    assert_int_equal(testdb_intf(&f->db, "SELECT count(*) FROM payments"), 0);
     struct store_idem i3 = idem_of(&x, "p2", "hp");
     assert_int_equal(pay(f, 9, r.id, &i3, &p), 0);
     assert_int_equal(i3.replayed, 0);
-    assert_int_equal(raw_int(f, "SELECT count(*) FROM payments WHERE idempotency_key = 'p2'"), 1);
+    assert_int_equal(
+        testdb_intf(&f->db, "SELECT count(*) FROM payments WHERE idempotency_key = 'p2'"), 1);
     assert_consistent(f);
 }
 
@@ -432,13 +412,13 @@ static void test_keys_older_than_their_ttl_are_forgotten_and_purged(void **state
     struct store_idem i2 = idem_of(&x, "old", "h");
     assert_int_equal(f->s->ops->charge(f->s, f->a, &c, &i2), 0);
     assert_int_equal(i2.replayed, 0);
-    assert_int_equal(raw_int(f, "SELECT balance FROM users WHERE id = 9"), 200);
+    assert_int_equal(testdb_intf(&f->db, "SELECT balance FROM users WHERE id = 9"), 200);
     int64_t n = 0;
     assert_int_equal(f->s->ops->purge_idempotency(f->s, NOW + 1, &n), 0);
     assert_int_equal(n, 0); /* the row was renewed by the second charge */
     assert_int_equal(f->s->ops->purge_idempotency(f->s, NOW + BOOKING_IDEM_TTL_MS + 1, &n), 0);
     assert_int_equal(n, 1);
-    assert_int_equal(raw_int(f, "SELECT count(*) FROM idempotency_keys"), 0);
+    assert_int_equal(testdb_intf(&f->db, "SELECT count(*) FROM idempotency_keys"), 0);
 }
 
 /* ---- card payments --------------------------------------------------------- */
@@ -475,10 +455,11 @@ static void test_card_begin_writes_the_attempt_first_and_the_hold_stops_expiring
     assert_int_equal(k.existing, 0);
     assert_string_equal(k.key, "res-1-1");
     assert_int_equal(k.amount, 2000);
-    assert_int_equal(raw_int(f, "SELECT count(*) FROM payments WHERE status = 'PENDING' AND"
-                                " method = 'card' AND idempotency_key = 'res-1-1'"),
+    assert_int_equal(testdb_intf(&f->db,
+                                 "SELECT count(*) FROM payments WHERE status = 'PENDING' AND"
+                                 " method = 'card' AND idempotency_key = 'res-1-1'"),
                      1);
-    assert_int_equal(raw_int(f, "SELECT status = 'PAYMENT_PENDING' FROM reservations"), 1);
+    assert_int_equal(testdb_intf(&f->db, "SELECT status = 'PAYMENT_PENDING' FROM reservations"), 1);
     /* a second request finds the attempt in flight, writes nothing */
     struct store_card again;
     assert_int_equal(card_begin(f, r.id, 7, NOW + 2, &again), 0);
@@ -486,7 +467,7 @@ static void test_card_begin_writes_the_attempt_first_and_the_hold_stops_expiring
     assert_int_equal(again.payment_id, k.payment_id);
     assert_string_equal(again.key, "res-1-1");
     assert_int_equal(again.created_at_ms, NOW + 1);
-    assert_int_equal(raw_int(f, "SELECT count(*) FROM payments"), 1);
+    assert_int_equal(testdb_intf(&f->db, "SELECT count(*) FROM payments"), 1);
     /* past the hold's time: the sweeper leaves it, the seats stay taken */
     int64_t n = -1;
     assert_int_equal(f->s->ops->expire_holds(f->s, NOW + TTL + 1, 100, &n), 0);
@@ -520,19 +501,20 @@ static void test_card_settle_approved_confirms_sells_and_records_once(void **sta
     assert_int_equal(x.out.amount, 1000);
     assert_int_equal(x.out.user_id, 7);
     assert_int_equal(x.out.paid_at_ms, NOW + 10);
-    assert_int_equal(raw_int(f, "SELECT count(*) FROM payments WHERE status = 'COMPLETED'"
-                                " AND gateway_charge_id = 'ch_9'"),
+    assert_int_equal(testdb_intf(&f->db, "SELECT count(*) FROM payments WHERE status = 'COMPLETED'"
+                                         " AND gateway_charge_id = 'ch_9'"),
                      1);
-    assert_int_equal(raw_int(f, "SELECT status FROM seats WHERE id = 5"), 2);
-    assert_int_equal(raw_int(f, "SELECT count(*) FROM outbox WHERE topic = 'payment.completed'"
-                                " AND json_extract(payload, '$.method') = 'card'"),
+    assert_int_equal(testdb_intf(&f->db, "SELECT status FROM seats WHERE id = 5"), 2);
+    assert_int_equal(testdb_intf(&f->db,
+                                 "SELECT count(*) FROM outbox WHERE topic = 'payment.completed'"
+                                 " AND json_extract(payload, '$.method') = 'card'"),
                      1);
-    assert_int_equal(raw_int(f, "SELECT count(*) FROM balance_ledger"), 0);
+    assert_int_equal(testdb_intf(&f->db, "SELECT count(*) FROM balance_ledger"), 0);
     /* settling again (the reconciler after the request) changes nothing */
     assert_int_equal(card_settle(f, k.payment_id, 0, NOW + 20, &x), 0);
     assert_int_equal(x.changed, 0);
     assert_int_equal(x.status, STORE_PAY_COMPLETED);
-    assert_int_equal(raw_int(f, "SELECT count(*) FROM outbox"), 1);
+    assert_int_equal(testdb_intf(&f->db, "SELECT count(*) FROM outbox"), 1);
     assert_int_equal(card_settle(f, 999, 1, NOW, &x), ERR_NOT_FOUND);
     assert_consistent(f);
 }
@@ -557,8 +539,9 @@ static void test_card_settle_failed_gives_the_hold_back_or_expires_it(void **sta
     assert_int_equal(card_settle(f, k.payment_id, 0, NOW + TTL, &x), 0);
     assert_int_equal(x.res_status, STORE_RES_EXPIRED);
     assert_int_equal(available(f, 1), 10);
-    assert_int_equal(raw_int(f, "SELECT count(*) FROM payments WHERE status = 'FAILED'"), 2);
-    assert_int_equal(raw_int(f, "SELECT count(*) FROM outbox"), 0);
+    assert_int_equal(testdb_intf(&f->db, "SELECT count(*) FROM payments WHERE status = 'FAILED'"),
+                     2);
+    assert_int_equal(testdb_intf(&f->db, "SELECT count(*) FROM outbox"), 0);
     assert_int_equal(card_begin(f, r.id, 7, NOW + TTL, &k), ERR_CONFLICT);
     assert_consistent(f);
 }

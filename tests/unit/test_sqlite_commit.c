@@ -24,51 +24,25 @@
 #include "core/log.h"
 #include "core/timeutil.h"
 #include "store/sqlite_int.h"
+#include "testdb.h"
 
 struct fx {
-    char dir[64];
-    char path[128];
+    struct testdb db;
     struct store *s;
     struct sqlite_store *ss;
 };
 
-static void raw_exec(const struct fx *f, const char *sql) {
-    sqlite3 *db;
-    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-    sqlite3_busy_timeout(db, 5000);
-    char *msg = NULL;
-    int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
-    if (rc != SQLITE_OK) print_error("raw_exec: %s\n", msg);
-    sqlite3_free(msg);
-    sqlite3_close(db);
-    assert_int_equal(rc, SQLITE_OK);
-}
-
-static int64_t raw_int(const struct fx *f, const char *sql) {
-    sqlite3 *db;
-    sqlite3_stmt *st;
-    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    int64_t v = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return v;
-}
-
 static int setup(void **state) {
     struct fx *f = calloc(1, sizeof(*f));
-    strcpy(f->dir, "/tmp/concertd-commit-XXXXXX");
-    if (!mkdtemp(f->dir)) fail_msg("mkdtemp failed");
-    snprintf(f->path, sizeof(f->path), "%s/test.db", f->dir);
+    testdb_init(&f->db, "commit");
     char err[256];
-    if (store_sqlite_open(f->path, &f->s, err, sizeof(err)) != 0) fail_msg("open: %s", err);
+    if (store_sqlite_open(f->db.path, &f->s, err, sizeof(err)) != 0) fail_msg("open: %s", err);
     f->ss = (struct sqlite_store *)f->s;
-    raw_exec(f, "CREATE TABLE t (id INTEGER PRIMARY KEY, v INTEGER NOT NULL DEFAULT 0);"
-                "CREATE TABLE counter (n INTEGER NOT NULL); INSERT INTO counter VALUES (0);"
-                "CREATE TABLE parent (id INTEGER PRIMARY KEY);"
-                "CREATE TABLE child (p INTEGER REFERENCES parent (id)"
-                " DEFERRABLE INITIALLY DEFERRED)");
+    testdb_exec(&f->db, "CREATE TABLE t (id INTEGER PRIMARY KEY, v INTEGER NOT NULL DEFAULT 0);"
+                        "CREATE TABLE counter (n INTEGER NOT NULL); INSERT INTO counter VALUES (0);"
+                        "CREATE TABLE parent (id INTEGER PRIMARY KEY);"
+                        "CREATE TABLE child (p INTEGER REFERENCES parent (id)"
+                        " DEFERRABLE INITIALLY DEFERRED)");
     *state = f;
     return 0;
 }
@@ -76,16 +50,7 @@ static int setup(void **state) {
 static int teardown(void **state) {
     struct fx *f = *state;
     if (f->s) f->s->ops->close(f->s);
-    DIR *d = opendir(f->dir);
-    struct dirent *e;
-    while (d && (e = readdir(d))) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-        char p[512];
-        snprintf(p, sizeof(p), "%s/%s", f->dir, e->d_name);
-        unlink(p);
-    }
-    if (d) closedir(d);
-    rmdir(f->dir);
+    testdb_remove(&f->db);
     free(f);
     return 0;
 }
@@ -165,7 +130,7 @@ static void test_write_is_committed_when_sq_write_returns(void **state) {
     struct fx *f = *state;
     struct job j = {f, 7, 0, 0, -99};
     assert_int_equal(sq_write(f->ss, insert_apply, &j), 0);
-    assert_int_equal(raw_int(f, "SELECT count(*) FROM t WHERE id = 7"), 1);
+    assert_int_equal(testdb_int(&f->db, "SELECT count(*) FROM t WHERE id = 7"), 1);
     uint64_t batches, jobs;
     sq_commit_totals(f->ss, &batches, &jobs);
     assert_int_equal(batches, 1);
@@ -187,7 +152,7 @@ static void test_concurrent_writers_are_batched_into_one_commit(void **state) {
     pthread_join(bt, NULL);
     assert_int_equal(b.result, 0);
     for (int i = 0; i < N; i++) assert_int_equal(j[i].result, 0);
-    assert_int_equal(raw_int(f, "SELECT count(*) FROM t"), N);
+    assert_int_equal(testdb_int(&f->db, "SELECT count(*) FROM t"), N);
     uint64_t batches, jobs;
     sq_commit_totals(f->ss, &batches, &jobs);
     assert_int_equal(jobs, N + 1);
@@ -208,8 +173,8 @@ static void test_failing_job_leaves_the_rest_of_its_batch_committed(void **state
     for (int i = 0; i < N; i++) pthread_join(t[i], NULL);
     pthread_join(bt, NULL);
     for (int i = 0; i < N; i++) assert_int_equal(j[i].result, i % 2 ? ERR_CONFLICT : 0);
-    assert_int_equal(raw_int(f, "SELECT count(*) FROM t"), N / 2);
-    assert_int_equal(raw_int(f, "SELECT count(*) FROM t WHERE id % 2 = 0"), 0);
+    assert_int_equal(testdb_int(&f->db, "SELECT count(*) FROM t"), N / 2);
+    assert_int_equal(testdb_int(&f->db, "SELECT count(*) FROM t WHERE id % 2 = 0"), 0);
     uint64_t batches;
     sq_commit_totals(f->ss, &batches, NULL);
     assert_int_equal(batches, 2);
@@ -229,12 +194,12 @@ static void test_commit_failure_fails_every_job_of_the_batch(void **state) {
     for (int i = 0; i < N; i++) pthread_join(t[i], NULL);
     pthread_join(bt, NULL);
     for (int i = 0; i < N; i++) assert_int_not_equal(j[i].result, 0);
-    assert_int_equal(raw_int(f, "SELECT count(*) FROM t"), 0);
-    assert_int_equal(raw_int(f, "SELECT count(*) FROM child"), 0);
+    assert_int_equal(testdb_int(&f->db, "SELECT count(*) FROM t"), 0);
+    assert_int_equal(testdb_int(&f->db, "SELECT count(*) FROM child"), 0);
 
     struct job after = {f, 100, 0, 0, -99}; /* the committer carries on */
     assert_int_equal(sq_write(f->ss, insert_apply, &after), 0);
-    assert_int_equal(raw_int(f, "SELECT count(*) FROM t"), 1);
+    assert_int_equal(testdb_int(&f->db, "SELECT count(*) FROM t"), 1);
 }
 
 static void *increment_thread(void *p) {
@@ -255,7 +220,7 @@ static void test_read_modify_write_jobs_never_lose_an_update(void **state) {
         pthread_join(t[i], &ret);
         assert_null(ret);
     }
-    assert_int_equal(raw_int(f, "SELECT n FROM counter"), THREADS * 25);
+    assert_int_equal(testdb_int(&f->db, "SELECT n FROM counter"), THREADS * 25);
     uint64_t batches, jobs;
     sq_commit_totals(f->ss, &batches, &jobs);
     assert_int_equal(jobs, THREADS * 25);
@@ -277,8 +242,8 @@ static void test_inner_savepoint_rolls_back_only_its_step(void **state) {
     struct fx *f = *state;
     struct job j = {f, 10, 0, 0, -99};
     assert_int_equal(sq_write(f->ss, step_apply, &j), 0);
-    assert_int_equal(raw_int(f, "SELECT count(*) FROM t WHERE id = 10"), 1);
-    assert_int_equal(raw_int(f, "SELECT count(*) FROM t WHERE id = 11"), 0);
+    assert_int_equal(testdb_int(&f->db, "SELECT count(*) FROM t WHERE id = 10"), 1);
+    assert_int_equal(testdb_int(&f->db, "SELECT count(*) FROM t WHERE id = 11"), 0);
 }
 
 static void test_constraint_error_of_a_job_is_its_own(void **state) {
@@ -286,7 +251,7 @@ static void test_constraint_error_of_a_job_is_its_own(void **state) {
     struct job a = {f, 1, 0, 0, -99}, dup = {f, 1, 0, 0, -99};
     assert_int_equal(sq_write(f->ss, insert_apply, &a), 0);
     assert_int_equal(sq_write(f->ss, insert_apply, &dup), ERR_INVALID);
-    assert_int_equal(raw_int(f, "SELECT count(*) FROM t"), 1);
+    assert_int_equal(testdb_int(&f->db, "SELECT count(*) FROM t"), 1);
 }
 
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)

@@ -20,11 +20,12 @@
 #include "queue/queue.h"
 #include "service/waitroom.h"
 #include "store/store.h"
+#include "testdb.h"
 
 #define T0 ((int64_t)1800000000000) /* an arbitrary epoch ms */
 
 struct fx {
-    char dir[64], path[128];
+    struct testdb db;
     struct store *s;
     struct queue *q;
     struct waitroom *w;
@@ -51,11 +52,9 @@ static void close_room(struct fx *f) {
 
 static int setup(void **state) {
     struct fx *f = calloc(1, sizeof(*f));
-    strcpy(f->dir, "/tmp/concertd-wr-XXXXXX");
-    if (!mkdtemp(f->dir)) fail_msg("mkdtemp");
-    snprintf(f->path, sizeof(f->path), "%s/wr.db", f->dir);
+    testdb_init(&f->db, "wr");
     char err[256];
-    if (store_sqlite_open(f->path, &f->s, err, sizeof(err))) fail_msg("open: %s", err);
+    if (store_sqlite_open(f->db.path, &f->s, err, sizeof(err))) fail_msg("open: %s", err);
     assert_int_equal(f->s->ops->migrate(f->s), 0);
     f->o = (struct waitroom_opts){.max_active = 3,
                                   .admit_per_sec = 10,
@@ -71,13 +70,7 @@ static int teardown(void **state) {
     struct fx *f = *state;
     if (f->w) close_room(f);
     f->s->ops->close(f->s);
-    char p[256];
-    const char *suffix[] = {"", "-wal", "-shm"};
-    for (int i = 0; i < 3; i++) {
-        snprintf(p, sizeof(p), "%s%s", f->path, suffix[i]);
-        unlink(p);
-    }
-    rmdir(f->dir);
+    testdb_remove(&f->db);
     free(f);
     return 0;
 }
@@ -94,18 +87,6 @@ static struct waitroom_view enter(struct fx *f, int64_t user, int64_t now, int w
 static struct waitroom_view status(struct fx *f, const char *token, int64_t now) {
     struct waitroom_view v;
     assert_int_equal(waitroom_status(f->w, token, now, &v), 0);
-    return v;
-}
-
-static int64_t raw_int(const struct fx *f, const char *sql) {
-    sqlite3 *db;
-    sqlite3_stmt *st;
-    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    int64_t v = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    sqlite3_close(db);
     return v;
 }
 
@@ -383,8 +364,8 @@ static void test_line_survives_a_restart(void **state) {
     assert_int_equal(waitroom_tick(f->w, T0 + 100), 0); /* 1, 2 ACTIVATED */
     assert_int_equal(waitroom_leave(f->w, v[4].t.token, T0 + 200), 0);
     close_room(f);
-    assert_int_equal(raw_int(f, "SELECT count(*) FROM waiting_tokens WHERE status = 'ACTIVATED'"),
-                     2);
+    assert_int_equal(
+        testdb_int(&f->db, "SELECT count(*) FROM waiting_tokens WHERE status = 'ACTIVATED'"), 2);
     open_room(f, T0 + 1000);
     assert_int_equal(status(f, v[1].t.token, T0 + 1000).t.state, QUEUE_ACTIVATED);
     assert_int_equal(status(f, v[3].t.token, T0 + 1000).t.position, 1);
@@ -401,8 +382,8 @@ static void test_line_survives_a_restart(void **state) {
     close_room(f);
     open_room(f, T0 + 100 + f->o.active_ttl_ms);
     assert_int_equal(status(f, v[1].t.token, T0 + 100 + f->o.active_ttl_ms).t.state, QUEUE_EXPIRED);
-    assert_int_equal(raw_int(f, "SELECT count(*) FROM waiting_tokens WHERE status = 'ACTIVATED'"),
-                     0);
+    assert_int_equal(
+        testdb_int(&f->db, "SELECT count(*) FROM waiting_tokens WHERE status = 'ACTIVATED'"), 0);
 }
 
 static void test_many_tokens_positions_stay_exact(void **state) {
