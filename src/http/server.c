@@ -456,14 +456,15 @@ int http_port(const struct http_server *s) {
 void http_stop(struct http_server *s) {
     if (!s) return;
     atomic_store(&s->stopping, 1);
-    /* The listen socket is closed only after MHD_stop_daemon: in thread-pool
-     * mode each worker drops it from its own epoll set when it next wakes,
-     * and libmicrohttpd aborts ("Failed to remove listen FD from epoll set")
-     * if it was closed before that. shutdown() stops it listening now, so
-     * new connections are refused at once instead of waiting in the
-     * backlog, and the descriptor stays valid for those workers. */
-    MHD_socket fd = MHD_quiesce_daemon(s->d);
-    if (fd != MHD_INVALID_SOCKET) shutdown(fd, SHUT_RD);
+    /* Stop taking connections by shutting the listen socket down rather than
+     * with MHD_quiesce_daemon: in thread-pool mode that races with the
+     * workers removing the socket from their epoll sets, and libmicrohttpd
+     * 0.9.75 aborts when it loses ("Failed to remove listen FD from epoll
+     * set", seen in CI). After shutdown() the kernel refuses new
+     * connections at once; libmicrohttpd closes the socket in
+     * MHD_stop_daemon. */
+    const union MHD_DaemonInfo *li = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_LISTEN_FD);
+    if (li && li->listen_fd != MHD_INVALID_SOCKET) shutdown(li->listen_fd, SHUT_RD);
     int64_t start = time_mono_ms(), deadline = start + s->o.grace_ms;
     int64_t idle_deadline = start + (s->o.grace_ms < DRAIN_IDLE_MS ? s->o.grace_ms : DRAIN_IDLE_MS);
     long n;
@@ -484,7 +485,6 @@ void http_stop(struct http_server *s) {
     }
     if (n > 0) LOG_WARN("http", "shutdown grace over with %ld request(s) still in flight", n);
     MHD_stop_daemon(s->d);
-    if (fd != MHD_INVALID_SOCKET) close(fd);
     router_free(s->router);
     free(s);
     LOG_INFO("http", "stopped");
