@@ -54,7 +54,18 @@ def test_request_counters_follow_the_traffic(server):
         assert srv.get("/api/v1/concerts").status == 200
     assert srv.get("/no/such/route").status == 404
     assert srv.get("/api/v1/concerts/1/sessions", token=None).status == 401
-    text = scrape(srv)
+    # A request is counted once its answer has been sent, which can be just
+    # after the client has it: give the last ones a moment to land.
+    deadline = time.monotonic() + 3
+    while True:
+        text = scrape(srv)
+        if value(text, "concertd_http_requests_total", route="/api/v1/concerts/{cid}/sessions",
+                 method="GET", status="401") == 1 and value(
+                     text, "concertd_http_requests_total", route="/api/v1/concerts",
+                     method="GET", status="200") == base + 5:
+            break
+        assert time.monotonic() < deadline, text
+        time.sleep(0.05)
     assert value(text, "concertd_http_requests_total", route="/api/v1/concerts", method="GET",
                  status="200") == base + 5
     assert value(text, "concertd_http_requests_total", route="unmatched", method="GET",
