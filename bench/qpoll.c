@@ -319,6 +319,19 @@ static int format_request(const struct paced *pc, const char *line, char *req, s
 }
 
 /* Every connection sends one request per interval (us), lines i, i + CONNS, ... */
+/* Waits for answers until the first idle connection is due (at most 100 ms);
+ * returns how many events came. */
+static int wait_due(struct epoll_event *evs, int max, int64_t now) {
+    int timeout = 100;
+    if (heap_n) {
+        int64_t wait = (heap[0]->due - now + 999) / 1000;
+        timeout = wait < timeout ? (int)wait : timeout;
+    }
+    int k = epoll_wait(ep, evs, max, timeout);
+    if (k < 0 && errno != EINTR) die("epoll_wait");
+    return k < 0 ? 0 : k;
+}
+
 static int do_paced(const struct paced *pc, char (*tokens)[LINE_MAX_], size_t ntok,
                     int64_t interval, long duration_s) {
     heap = calloc(nconns, sizeof(*heap));
@@ -348,13 +361,7 @@ static int do_paced(const struct paced *pc, char (*tokens)[LINE_MAX_], size_t nt
             send_all(c, req, (size_t)len);
             if (!c->busy) heap_push(c); /* send failed and reopened: try at its next turn */
         }
-        int timeout = 100;
-        if (heap_n) {
-            int64_t wait = (heap[0]->due - now + 999) / 1000;
-            timeout = wait < timeout ? (int)wait : timeout;
-        }
-        int k = epoll_wait(ep, evs, 512, timeout);
-        if (k < 0 && errno != EINTR) die("epoll_wait");
+        int k = wait_due(evs, 512, now);
         now = now_us();
         for (int e = 0; e < k; e++) {
             struct conn *c = evs[e].data.ptr;
@@ -544,13 +551,7 @@ static int do_flow(long duration_s) {
                 flow_end(c, 0);
             }
         }
-        int timeout = 100;
-        if (heap_n) {
-            int64_t wait = (heap[0]->due - now + 999) / 1000;
-            timeout = wait < timeout ? (int)wait : timeout;
-        }
-        int k = epoll_wait(ep, evs, 512, timeout);
-        if (k < 0 && errno != EINTR) die("epoll_wait");
+        int k = wait_due(evs, 512, now);
         now = now_us();
         for (int e = 0; e < k; e++) {
             struct conn *c = evs[e].data.ptr;
