@@ -81,7 +81,7 @@ struct local_queue {
     uint32_t *heap;                 /* ACTIVATED indexes, min-heap on active_until */
     size_t heap_n, heap_cap;
     int64_t waiting, active;
-    int64_t expired; /* since start */
+    int64_t expired, admitted; /* since start */
     int64_t next_seq;
 };
 
@@ -501,6 +501,7 @@ static int lq_tick(struct queue *qq, int64_t now, int64_t max_active, int64_t ma
         batch_add(&b, &q->e[idx], now);
         n++;
     }
+    q->admitted += n;
     pthread_mutex_unlock(&q->mu);
     int rc = batch_write(q, &b, "tick");
     batch_free(&b);
@@ -514,6 +515,7 @@ static int lq_counts(struct queue *qq, struct queue_counts *out) {
     out->waiting = q->waiting;
     out->active = q->active;
     out->expired = q->expired;
+    out->admitted = q->admitted;
     pthread_mutex_unlock(&q->mu);
     return 0;
 }

@@ -38,7 +38,9 @@ struct queue_ticket {
 struct queue_counts {
     int64_t waiting; /* live WAITING tokens */
     int64_t active;  /* ACTIVATED tokens not yet expired */
-    int64_t expired; /* tokens that expired since start (TTL, idle, leave, paid) */
+    int64_t expired;  /* tokens that expired since start (TTL, idle, leave, paid) */
+    int64_t admitted; /* tokens admitted since start; moves with active, under
+                       * the same lock, so a reader never sees one without the other */
 };
 
 struct queue_ops {

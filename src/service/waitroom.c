@@ -34,7 +34,6 @@ struct waitroom {
     int64_t budget;      /* admissions allowed now, in thousandths (exact) */
     int64_t last_tick;   /* epoch ms of the previous tick; 0 before the first */
     int64_t first_admit; /* epoch ms of the first admission; 0 before */
-    int64_t admitted_total;
     int64_t bucket_sec[WINDOW_S], bucket_n[WINDOW_S];
 
     pthread_t thread;
@@ -62,7 +61,6 @@ struct waitroom *waitroom_new(struct queue *q, const struct waitroom_opts *o) {
 
 static void record_admitted(struct waitroom *w, int64_t now, int64_t n) {
     if (n <= 0) return;
-    w->admitted_total += n;
     int64_t sec = now / 1000;
     size_t b = (size_t)(sec % WINDOW_S);
     if (w->bucket_sec[b] != sec) {
@@ -270,8 +268,8 @@ int waitroom_stats(struct waitroom *w, int64_t now, struct waitroom_stats *out) 
     out->admit_per_sec = atomic_load(&w->admit_per_sec);
     pthread_mutex_lock(&w->mu);
     out->admitted_last_minute = admitted_in_window(w, now);
-    out->admitted_total = w->admitted_total;
     pthread_mutex_unlock(&w->mu);
+    out->admitted_total = c.admitted;
     out->expired_total = c.expired;
     return 0;
 }
