@@ -177,7 +177,8 @@ static int serve(const struct config *c) {
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     struct http_opts o = {
         .listen = c->listen,
-        .workers = c->workers ? (int)c->workers : (int)(4 * (cores > 0 ? cores : 1)),
+        .workers = c->workers ? (int)c->workers : (int)(cores > 0 ? cores : 1),
+        .write_workers = (int)c->write_workers,
         .max_connections = (unsigned)c->max_connections,
         .max_connections_per_ip = (unsigned)c->max_connections_per_ip,
         .timeout_s = (unsigned)((c->connection_timeout_ms + 999) / 1000),

@@ -63,7 +63,10 @@ static const struct cfg_option options[] = {
     {"listen", OPT_STRING, OFF(listen), "0.0.0.0:8080", 0, 0, NULL, CMD_SERVE, "ADDR:PORT",
      "address:port to listen on"},
     {"workers", OPT_INT, OFF(workers), "0", 0, 1024, NULL, CMD_SERVE, NULL,
-     "HTTP worker threads (0 = 4 x cores)"},
+     "HTTP event threads; reads run on them (0 = one per core)"},
+    {"write-workers", OPT_INT, OFF(write_workers), "64", 0, 4096, NULL, CMD_SERVE, NULL,
+     "threads for requests that change state, each sleeping until its commit (0 = run them "
+     "on the event threads)"},
     {"max-connections", OPT_INT, OFF(max_connections), "10000", 1, 1000000, NULL, CMD_SERVE, NULL,
      "most connections open at once"},
     {"max-connections-per-ip", OPT_INT, OFF(max_connections_per_ip), "2000", 0, 1000000, NULL,

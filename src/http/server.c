@@ -9,8 +9,16 @@
  * the arena once the response is on the wire.
  *
  * Design notes:
- *   1. Handlers run on the pool's threads and may block on the store; the
- *      pool is sized for that (--workers, default 4 x cores).
+ *   1. Reads run on libmicrohttpd's event threads (--workers, default one
+ *      per core). A request that changes state (any method but GET, HEAD
+ *      and OPTIONS) sleeps until its group commit is on disk, or until the
+ *      payment gateway answers, so it runs on the write pool instead
+ *      (--write-workers, core/workq): its connection is suspended, a pool
+ *      thread runs the handler and resumes it, and libmicrohttpd calls
+ *      on_request() once more to send the answer. An event thread thus
+ *      never sleeps on a commit, and a commit batch can take as many
+ *      writes as the pool has threads rather than as many as there are
+ *      event threads.
  *   2. Response bodies live in the request arena and are handed to
  *      libmicrohttpd without a copy (MHD_RESPMEM_PERSISTENT); the arena is
  *      freed only in on_completed(), after the last byte is sent.
@@ -47,6 +55,7 @@
 #include "core/metrics.h"
 #include "core/num.h"
 #include "core/timeutil.h"
+#include "core/workq.h"
 #include "core/xmalloc.h"
 #include "http/router.h"
 
@@ -61,6 +70,7 @@ struct http_server {
     struct router *router;
     const struct api_env *env;
     struct http_opts o;
+    struct workq *writes; /* NULL: every handler runs on the event threads */
     int port;
     atomic_long in_flight;
     atomic_int stopping; /* set by http_stop(): responses close their connection */
@@ -80,6 +90,8 @@ struct request {
     int has_body;    /* the request declares a body (Content-Length > 0 or chunked) */
     int refuse_body; /* answer at once and close rather than read the body */
     int counted;     /* in srv->in_flight: the answer is being made or sent */
+    int deferred;    /* 1: on the write pool, connection suspended; 2: answer ready */
+    struct workq_job job;
     int64_t start_us;
     int slot; /* metrics route slot: 0 until a route matched */
     char request_id[REQUEST_ID_MAX + 1];
@@ -296,6 +308,18 @@ static enum MHD_Result respond(struct request *rq) {
     return ret;
 }
 
+/* On a write pool thread: make the answer, then hand the connection back. */
+static void run_deferred(void *arg) {
+    struct request *rq = arg;
+    dispatch(rq);
+    rq->deferred = 2; /* published to the event thread by resume's lock */
+    MHD_resume_connection(rq->conn);
+}
+
+static int wants_pool(const struct request *rq) {
+    return rq->srv->writes && !(rq->req.method & (API_GET | API_HEAD | API_OPTIONS));
+}
+
 /* libmicrohttpd calls this at least twice per request: first with the
  * headers, then with each chunk of body, then once more with none. A
  * response queued on the first call makes it drop keep-alive (it cannot know
@@ -318,7 +342,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *upload_data_size = 0;
         return rc ? MHD_NO : MHD_YES;
     }
+    if (rq->deferred) return respond(rq); /* resumed: the pool made the answer */
     count_in_flight(rq);
+    if (!rq->too_large && !rq->answered && wants_pool(rq)) {
+        rq->deferred = 1;
+        rq->job.fn = run_deferred;
+        rq->job.arg = rq;
+        MHD_suspend_connection(conn);
+        workq_push(rq->srv->writes, &rq->job);
+        return MHD_YES;
+    }
     if (rq->too_large || !rq->answered) dispatch(rq);
     return respond(rq);
 }
@@ -417,8 +450,14 @@ int http_start(const struct http_opts *o, const struct api_env *env, struct http
     atomic_init(&srv->in_flight, 0);
     atomic_init(&srv->stopping, 0);
 
-    unsigned flags =
-        MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG | MHD_USE_TURBO;
+    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG |
+                     MHD_USE_TURBO | MHD_ALLOW_SUSPEND_RESUME;
+    if (o->write_workers > 0 && !(srv->writes = workq_start(o->write_workers, "write"))) {
+        snprintf(errbuf, errlen, "cannot start %d write workers", o->write_workers);
+        router_free(srv->router);
+        free(srv);
+        return ERR_IO;
+    }
     if (is_v6) flags |= MHD_USE_IPv6;
     size_t pool = o->max_header_bytes * POOL_FACTOR;
     if (pool < 40 * 1024) pool = 40 * 1024;
@@ -433,14 +472,17 @@ int http_start(const struct http_opts *o, const struct api_env *env, struct http
     if (!srv->d) {
         snprintf(errbuf, errlen, "cannot listen on %s (address in use or not available?)",
                  o->listen);
+        workq_stop(srv->writes);
         router_free(srv->router);
         free(srv);
         return ERR_IO;
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv->d, MHD_DAEMON_INFO_BIND_PORT);
     srv->port = info ? info->port : 0;
-    LOG_INFO("http", "listening addr=%s port=%d workers=%d max_connections=%u per_ip=%u", o->listen,
-             srv->port, o->workers, o->max_connections, o->max_connections_per_ip);
+    LOG_INFO("http",
+             "listening addr=%s port=%d workers=%d write_workers=%d max_connections=%u per_ip=%u",
+             o->listen, srv->port, o->workers, o->write_workers, o->max_connections,
+             o->max_connections_per_ip);
     *out = srv;
     return 0;
 }
@@ -484,6 +526,10 @@ void http_stop(struct http_server *s) {
         nanosleep(&ts, NULL);
     }
     if (n > 0) LOG_WARN("http", "shutdown grace over with %ld request(s) still in flight", n);
+    /* Writes already on the pool finish (the store is still open) and resume
+     * their connections before libmicrohttpd closes them: it must not be
+     * stopped with a connection still suspended. */
+    workq_stop(s->writes);
     MHD_stop_daemon(s->d);
     router_free(s->router);
     free(s);

@@ -9,7 +9,8 @@ struct api_env;
 
 struct http_opts {
     const char *listen; /* "0.0.0.0:8080", "[::1]:8080", "127.0.0.1:0" */
-    int workers;        /* threads in the pool, >= 1 */
+    int workers;        /* event threads (reads run here), >= 1 */
+    int write_workers;  /* threads for requests that change state; 0: run them inline */
     unsigned max_connections;
     unsigned max_connections_per_ip; /* 0 = unlimited */
     unsigned timeout_s;              /* idle connection timeout */
