@@ -161,7 +161,9 @@ def test_admission_follows_the_configured_rate(server):
         assert n <= 20 * t + 20 * 0.1 + 2, f"{n} admitted after {t:.2f}s exceeds 20/s: {seen}"
     assert took >= 2.5, f"60 admitted in {took:.2f}s, faster than 20/s"
     assert all(poll(srv, t)["status"] == "ACTIVATED" for t in toks)
-    assert stats(srv)["admittedLastMinute"] == 60
+    # The rate window is updated by the ticker just after the queue admits,
+    # so on a busy machine it may trail the active count for a moment.
+    wait_for(lambda: stats(srv)["admittedLastMinute"] == 60, 2, what="admittedLastMinute == 60")
 
 
 def test_never_more_than_max_active_even_with_leaves(server):
