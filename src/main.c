@@ -185,6 +185,7 @@ static int serve(const struct config *c) {
         .max_header_bytes = (size_t)c->max_header_bytes,
         .grace_ms = c->shutdown_grace_ms,
         .count_requests = c->metrics != 0,
+        .access_log = c->access_log != 0,
     };
     struct http_server *http = NULL;
     if (waitroom_start(wr) || http_start(&o, &env, &http, err, sizeof(err))) {

@@ -76,6 +76,8 @@ static const struct cfg_option options[] = {
      NULL, "largest request line + headers (431 above)"},
     {"metrics", OPT_ENUM, OFF(metrics), "on", 0, 0, on_off_names, CMD_SERVE, "on|off",
      "count requests for /metrics (off: only the gauges read at scrape)"},
+    {"access-log", OPT_ENUM, OFF(access_log), "on", 0, 0, on_off_names, CMD_SERVE, "on|off",
+     "one log line per request at info level (method, route, status, latency, request id)"},
     {"shutdown-grace", OPT_DURATION, OFF(shutdown_grace_ms), "10s", 0, 5 * MINUTE, NULL, CMD_SERVE,
      NULL, "time in-flight requests get on SIGTERM"},
     {"queue", OPT_STRING, OFF(queue), "local", 0, 0, NULL, CMD_SERVE, "URL",
