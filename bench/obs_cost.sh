@@ -13,9 +13,14 @@
 #      queues, a different token each request, wrk -c64) on all three, in an
 #      order that rotates every round, so drift and neighbours' bursts fall
 #      on each configuration alike.
-#   4. Report: per configuration the median req/s, its spread (min..max) and
-#      the median p99; the cost as the median of the per-round ratios on/off
-#      and log/on (each pair measured seconds apart), with their spread.
+#   4. Report: per configuration the median req/s, its spread (min..max), the
+#      median p99 and the median CPU time concertd spent per request (user +
+#      system of all its threads over the measured run, /proc/PID/stat); the
+#      cost as the median of the per-round ratios on/off and log/on (each
+#      pair measured seconds apart), with their spread, both in req/s and in
+#      CPU per request. On a machine shared with other work req/s swings
+#      with the neighbours' load; CPU per request much less so: it counts
+#      only what concertd itself did.
 #
 #   bench/obs_cost.sh
 #   BENCH_ROUNDS=9 BENCH_DURATION=5s bench/obs_cost.sh
@@ -67,27 +72,21 @@ for cfg in "${CONFIGS[@]}"; do
 done
 CPID= # wrk_measure checks CPID; each run checks its own server below
 
-cat >"$WORK/poll.lua" <<EOF
-local tokens = {}
-local i = 0
-init = function(args)
-  for line in io.lines("$WORK/tokens") do tokens[#tokens + 1] = line end
-  math.randomseed(os.time() + tonumber(tostring({}):match("0x(%x+)") or "0", 16) % 100000)
-  i = math.random(#tokens)
-end
-request = function()
-  i = i % #tokens + 1
-  return wrk.format("GET", "/api/v1/waiting-queues", {["QUEUE-TOKEN"] = tokens[i]})
-end
-EOF
+poll_lua "$WORK/tokens" "$WORK/poll.lua"
+
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; } # user + system, all threads
 
 for r in $(seq "$ROUNDS"); do
   for k in 0 1 2; do # rotate the order: on off log, off log on, log on off, ...
     cfg=${CONFIGS[$(((r + k) % 3))]}
-    wrk_run "${cfg}_$r" "${URL[$cfg]}/api/v1/waiting-queues" "$WORK/poll.lua" "$CONNS"
+    wrk_warm "${URL[$cfg]}/api/v1/waiting-queues" "$WORK/poll.lua" "$CONNS"
+    t0=$(cpu_ticks "${PID[$cfg]}")
+    wrk_measure "${cfg}_$r" "${URL[$cfg]}/api/v1/waiting-queues" "$WORK/poll.lua" "$CONNS"
     kill -0 "${PID[$cfg]}" 2>/dev/null || die "concertd ($cfg) died: $(tail "$WORK/$cfg.err")"
+    echo $(($(cpu_ticks "${PID[$cfg]}") - t0)) >"$WORK/${cfg}_$r.ticks"
   done
 done
+TCK=$(getconf CLK_TCK)
 LOG_LINES=$(grep -c ' access: ' "$WORK/log.err" || true)
 
 # stats: reads numbers, prints "median min max".
@@ -98,13 +97,19 @@ col() { # config, field (1 rps, 4 p99): one value per round
   local r
   for r in $(seq "$ROUNDS"); do wrk_parse "$WORK/$1_$r.wrk" | awk -v f="$2" '{ print $f }'; done
 }
-paired() { # a, b: per-round ratio a/b
+# cpu_us CONFIG ROUND: concertd's CPU microseconds per request of that run.
+cpu_us() {
+  awk -v t="$(cat "$WORK/$1_$2.ticks")" -v hz="$TCK" '
+    / requests in / { n = $1 } END { printf "%.3f\n", n ? t / hz * 1e6 / n : 0 }' "$WORK/$1_$2.wrk"
+}
+rps() { wrk_parse "$WORK/$1_$2.wrk" | cut -d' ' -f1; }
+paired() { # measure (rps or cpu_us), a, b: per-round ratio a/b
   local r
   for r in $(seq "$ROUNDS"); do
-    awk -v a="$(wrk_parse "$WORK/$1_$r.wrk" | cut -d' ' -f1)" \
-      -v b="$(wrk_parse "$WORK/$2_$r.wrk" | cut -d' ' -f1)" 'BEGIN { printf "%.4f\n", a / b }'
+    awk -v a="$("$1" "$2" "$r")" -v b="$("$1" "$3" "$r")" 'BEGIN { printf "%.4f\n", a / b }'
   done
 }
+cpu_col() { local r; for r in $(seq "$ROUNDS"); do cpu_us "$1" "$r"; done; }
 
 report() {
   local cfg rps p99 errs
@@ -112,9 +117,11 @@ report() {
   echo "wrk -t$THREADS -c$CONNS -d$DURATION (warm-up $WARMUP), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%FT%TZ)"
   echo "$("$BIN" --version 2>&1 | head -1)"
   echo
-  printf '%-42s %22s %10s %7s\n' "configuration" "req/s median (min..max)" "p99 ms" "errors"
+  printf '%-40s %22s %8s %20s %6s\n' "configuration" "req/s median (min..max)" "p99 ms" \
+    "CPU us/req (min..max)" "errors"
   for cfg in "${CONFIGS[@]}"; do
     read -r rps rmin rmax < <(col "$cfg" 1 | stats)
+    read -r cpu cmin cmax < <(cpu_col "$cfg" | stats)
     read -r p99 _ _ < <(col "$cfg" 4 | stats)
     errs=$(col "$cfg" 5 | awk '{ s += $1 } END { print s + 0 }')
     case $cfg in
@@ -122,18 +129,28 @@ report() {
       off) name="off: metrics off, access log off" ;;
       log) name="log: metrics on, access log on (file)" ;;
     esac
-    printf '%-42s %9.0f (%.0f..%.0f) %10s %7s\n' "$name" "$rps" "$rmin" "$rmax" "$p99" "$errs"
+    printf '%-40s %9.0f (%.0f..%.0f) %8s %8.2f (%.2f..%.2f) %6s\n' "$name" "$rps" "$rmin" "$rmax" \
+      "$p99" "$cpu" "$cmin" "$cmax" "$errs"
   done
   echo
-  read -r m lo hi < <(paired on off | stats)
-  echo "metrics: on/off per-round ratio median $m (min $lo, max $hi); cost $(awk -v m="$m" 'BEGIN { printf "%.1f", (1 - m) * 100 }') %"
+  local m lo hi c clo chi
+  pct() { awk -v m="$1" 'BEGIN { printf "%.1f", (1 - m) * 100 }'; }
+  read -r m lo hi < <(paired rps on off | stats)
+  read -r c clo chi < <(paired cpu_us off on | stats) # off/on: < 1 when on costs more
+  echo "metrics, on vs off (median of per-round ratios, min..max):"
+  echo "  req/s on/off      $m ($lo..$hi): cost $(pct "$m") %"
+  echo "  CPU/req off/on    $c ($clo..$chi): cost $(pct "$c") %"
   verdict "$(ge "$m" 0.97 && echo 1)" "counting requests for /metrics costs < 3 % of poll req/s (median on/off $m)"
-  read -r m lo hi < <(paired log on | stats)
-  echo "access log: log/on per-round ratio median $m (min $lo, max $hi); cost $(awk -v m="$m" 'BEGIN { printf "%.1f", (1 - m) * 100 }') %; $LOG_LINES lines written"
-  echo "per round (req/s on off log):"
+  verdict "$(ge "$c" 0.97 && echo 1)" "counting requests for /metrics costs < 3 % CPU per poll (median off/on $c)"
+  read -r m lo hi < <(paired rps log on | stats)
+  read -r c clo chi < <(paired cpu_us on log | stats)
+  echo "access log, on vs off ($LOG_LINES lines written):"
+  echo "  req/s log/on      $m ($lo..$hi): cost $(pct "$m") %"
+  echo "  CPU/req on/log    $c ($clo..$chi): cost $(pct "$c") %"
+  echo "per round, req/s and CPU us/req (on off log):"
   for r in $(seq "$ROUNDS"); do
     printf '  %s' "$r:"
-    for cfg in "${CONFIGS[@]}"; do printf ' %s' "$(wrk_parse "$WORK/${cfg}_$r.wrk" | cut -d' ' -f1)"; done
+    for cfg in "${CONFIGS[@]}"; do printf ' %s/%s' "$(rps "$cfg" "$r")" "$(cpu_us "$cfg" "$r")"; done
     echo
   done
 }

@@ -67,19 +67,7 @@ start_nginx "    location = /api/v1/waiting-queues { alias $WORK/www/poll.json; 
 wait_http "$N/api/v1/waiting-queues" 10 || die "nginx did not start: $(tail "$WORK/nginx/error.log")"
 
 # wrk: every request carries a different token, round robin from a random start.
-cat >"$WORK/poll.lua" <<EOF
-local tokens = {}
-local i = 0
-init = function(args)
-  for line in io.lines("$WORK/tokens") do tokens[#tokens + 1] = line end
-  math.randomseed(os.time() + tonumber(tostring({}):match("0x(%x+)") or "0", 16) % 100000)
-  i = math.random(#tokens)
-end
-request = function()
-  i = i % #tokens + 1
-  return wrk.format("GET", "/api/v1/waiting-queues", {["QUEUE-TOKEN"] = tokens[i]})
-end
-EOF
+poll_lua "$WORK/tokens" "$WORK/poll.lua"
 
 for conns in 64 1000; do
   wrk_run "nginx_$conns" "$N/api/v1/waiting-queues" "$WORK/poll.lua" "$conns"

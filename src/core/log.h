@@ -43,6 +43,13 @@ struct log_access {
  * absent when not known). The caller checks log_level first. */
 void log_access(const struct log_access *a);
 
+/* From start to stop, access lines are buffered per thread and written out
+ * by a flusher thread at most 100 ms later (see log.c); stop flushes
+ * everything. Without start, each line is written at once. start returns
+ * 0, or -1 when the thread cannot start (lines are then written at once). */
+int log_access_buffer_start(void);
+void log_access_buffer_stop(void);
+
 #define LOG_AT(lvl, mod, ...)                                                                      \
     do {                                                                                           \
         if ((lvl) >= log_level) log_write((lvl), (mod), __VA_ARGS__);                              \
