@@ -21,6 +21,10 @@
 #      CPU per request. On a machine shared with other work req/s swings
 #      with the neighbours' load; CPU per request much less so: it counts
 #      only what concertd itself did.
+#   5. Directly: bench/obs_micro.c times the per-request counting
+#      (metrics_http_observe) and one access line (log_access, buffered as
+#      concertd serve runs it) per call, and the report divides them by the
+#      median CPU time of a poll: a cost the neighbours cannot blur.
 #
 #   bench/obs_cost.sh
 #   BENCH_ROUNDS=9 BENCH_DURATION=5s bench/obs_cost.sh
@@ -46,6 +50,9 @@ CONNS=${BENCH_CONNS:-64}
 CONFIGS=(on off log)
 
 cc -O2 -Wall -o "$WORK/qpoll" "$ROOT/bench/qpoll.c" || die "cannot build bench/qpoll.c"
+S=$ROOT/src/core
+cc -O2 -std=c11 -D_GNU_SOURCE -Wall -I"$ROOT/src" -o "$WORK/obs_micro" "$ROOT/bench/obs_micro.c" \
+  "$S/metrics.c" "$S/arena.c" "$S/xmalloc.c" "$S/log.c" -lpthread || die "cannot build bench/obs_micro.c"
 "$BIN" seed --db "sqlite:$WORK/line.db" --users 0 >/dev/null 2>"$WORK/seed.err" \
   || die "seed failed: $(tail -5 "$WORK/seed.err")"
 LINE_ARGS=(--max-connections-per-ip 0 --queue-max-active 1000 --queue-waiting-idle 1h)
@@ -87,6 +94,9 @@ for r in $(seq "$ROUNDS"); do
   done
 done
 TCK=$(getconf CLK_TCK)
+say "obs_micro ..."
+MICRO=$("$WORK/obs_micro" 2000000 2>"$WORK/micro.log") || die "obs_micro failed"
+rm -f "$WORK/micro.log" 
 LOG_LINES=$(grep -c ' access: ' "$WORK/log.err" || true)
 
 # stats: reads numbers, prints "median min max".
@@ -147,6 +157,15 @@ report() {
   echo "access log, on vs off ($LOG_LINES lines written):"
   echo "  req/s log/on      $m ($lo..$hi): cost $(pct "$m") %"
   echo "  CPU/req on/log    $c ($clo..$chi): cost $(pct "$c") %"
+  local on_cpu obs line
+  read -r on_cpu _ _ < <(cpu_col on | stats)
+  obs=$(sed -n 's/.*observe_ns=\([^ ]*\).*/\1/p' <<<"$MICRO")
+  line=$(sed -n 's/.*access_line_ns=\([^ ]*\).*/\1/p' <<<"$MICRO")
+  echo "directly (bench/obs_micro.c: $MICRO), against $on_cpu us of CPU per poll:"
+  echo "  counting one request  $obs ns = $(awk -v a="$obs" -v c="$on_cpu" 'BEGIN { printf "%.2f", a / (c * 1000) * 100 }') % of a poll"
+  echo "  one access line       $line ns = $(awk -v a="$line" -v c="$on_cpu" 'BEGIN { printf "%.2f", a / (c * 1000) * 100 }') % of a poll"
+  verdict "$(lt "$(awk -v a="$obs" -v c="$on_cpu" 'BEGIN { print a / (c * 1000) }')" 0.03 && echo 1)" \
+    "counting one request costs < 3 % of a poll's CPU (directly)"
   echo "per round, req/s and CPU us/req (on off log):"
   for r in $(seq "$ROUNDS"); do
     printf '  %s' "$r:"
