@@ -45,8 +45,10 @@ void log_access(const struct log_access *a);
 
 /* From start to stop, access lines are buffered per thread and written out
  * by a flusher thread at most 100 ms later (see log.c); stop flushes
- * everything. Without start, each line is written at once. start returns
- * 0, or -1 when the thread cannot start (lines are then written at once). */
+ * everything: call it once no thread writes access lines any more (main.c:
+ * after http_stop). Without start, each line is written at once. start
+ * returns 0, or -1 when the thread cannot start (lines are then written at
+ * once). */
 int log_access_buffer_start(void);
 void log_access_buffer_stop(void);
 
