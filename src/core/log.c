@@ -112,7 +112,8 @@ static void put_i64(struct lb *b, long long v) {
     size_t i = sizeof(tmp);
     unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
     tmp[--i] = '\0';
-    do tmp[--i] = (char)('0' + u % 10); while ((u /= 10) && i > 1);
+    do tmp[--i] = (char)('0' + u % 10);
+    while ((u /= 10) && i > 1);
     if (v < 0) tmp[--i] = '-';
     put(b, tmp + i);
 }

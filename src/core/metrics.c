@@ -11,10 +11,10 @@
 #include "core/metrics.h"
 
 #include <dirent.h>
-#include <stddef.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -207,9 +207,8 @@ static struct block *blocks_head(void) {
  * n + 1 bucket counts (the last is +Inf), bounds and sum are in units of
  * 1/scale. labels is "" or ends with a comma. skip_empty: write nothing
  * when nothing was observed. */
-static void write_hist(struct mtext *t, const char *name, const char *labels,
-                       const int64_t *bounds, size_t n, double scale, const uint64_t *per,
-                       uint64_t sum, int skip_empty) {
+static void write_hist(struct mtext *t, const char *name, const char *labels, const int64_t *bounds,
+                       size_t n, double scale, const uint64_t *per, uint64_t sum, int skip_empty) {
     uint64_t total = 0, cum = 0;
     for (size_t k = 0; k <= n; k++) total += per[k];
     if (!total && skip_empty) return;
@@ -224,8 +223,7 @@ static void write_hist(struct mtext *t, const char *name, const char *labels,
     snprintf(plain, sizeof(plain), "%.*s", (int)(ll ? ll - 1 : 0), labels); /* no comma */
     const char *open = ll ? "{" : "", *close = ll ? "}" : "";
     mtext_printf(t, "%s_sum%s%s%s %.6f\n", name, open, plain, close, (double)sum / scale);
-    mtext_printf(t, "%s_count%s%s%s %llu\n", name, open, plain, close,
-                 (unsigned long long)total);
+    mtext_printf(t, "%s_count%s%s%s %llu\n", name, open, plain, close, (unsigned long long)total);
 }
 
 void metrics_write_http(struct mtext *t) {
@@ -263,8 +261,8 @@ void metrics_write_http(struct mtext *t) {
 static const char *const HOLD_EVENTS[METRICS_HOLDS] = {"created", "expired", "confirmed"};
 static const char *const PAY_METHODS[METRICS_PAY_METHODS] = {"balance", "card"};
 static const char *const PAY_RESULTS[METRICS_PAY_RESULTS] = {
-    "completed", "pending", "declined", "insufficient_balance", "not_payable", "unavailable",
-    "error"};
+    "completed",   "pending",     "declined", "insufficient_balance",
+    "not_payable", "unavailable", "error"};
 
 /* Adds up every block's n counters starting at offset off (bytes) in the block. */
 static void sum_blocks(struct block *head, size_t off, size_t n, uint64_t *out) {

@@ -34,7 +34,12 @@ void metrics_in_flight(int delta);
  * own counters, like metrics_http_observe. Always on (--metrics off only
  * stops the per-request counting). */
 
-enum metrics_hold { METRICS_HOLD_CREATED, METRICS_HOLD_EXPIRED, METRICS_HOLD_CONFIRMED, METRICS_HOLDS };
+enum metrics_hold {
+    METRICS_HOLD_CREATED,
+    METRICS_HOLD_EXPIRED,
+    METRICS_HOLD_CONFIRMED,
+    METRICS_HOLDS
+};
 enum metrics_pay_method { METRICS_PAY_BALANCE, METRICS_PAY_CARD, METRICS_PAY_METHODS };
 enum metrics_pay_result {
     METRICS_PAY_COMPLETED,    /* paid: the hold is CONFIRMED */
