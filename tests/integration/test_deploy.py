@@ -248,3 +248,23 @@ def test_dockerfile_runs_as_non_root_with_a_healthcheck_and_every_library():
                 break
         assert owner, f"no package owns {path}"
         assert owner in pkgs, f"{lib} comes from {owner}, which the runtime stage does not install"
+
+
+def test_the_build_stage_configures_from_what_it_copies(tmp_path):
+    """The files the build stage COPYs are all CMake needs: configure a
+    tree made of just them, as `docker build` would, and find both targets."""
+    text = (DEPLOY / "Dockerfile").read_text()
+    build = text.split("\nFROM ")[1]
+    for line in re.findall(r"^COPY (?!--from)(.+)$", build, re.M):
+        *srcs, dest = line.split()
+        for src in srcs:
+            p = REPO_ROOT / src
+            target = tmp_path / (p.name if dest in ("./", ".") else dest.lstrip("./"))
+            if p.is_dir():
+                shutil.copytree(p, target)
+            else:
+                shutil.copy(p, target)
+    rc, out = run("cmake", "--preset", "release", cwd=tmp_path)
+    assert rc == 0, out
+    rc, out = run("cmake", "--build", "build/release", "--target", "help", cwd=tmp_path)
+    assert rc == 0 and "concertd" in out and "mockpg" in out, out
