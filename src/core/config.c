@@ -75,7 +75,7 @@ static const struct cfg_option options[] = {
     {"max-header-bytes", OPT_SIZE, OFF(max_header_bytes), "8KiB", KIB, 64 * KIB, NULL, CMD_SERVE,
      NULL, "largest request line + headers (431 above)"},
     {"metrics", OPT_ENUM, OFF(metrics), "on", 0, 0, on_off_names, CMD_SERVE, "on|off",
-     "count requests for /metrics (off: only the gauges read at scrape)"},
+     "count requests for /metrics (off: the gauges and the hold, payment, commit counters stay)"},
     {"access-log", OPT_ENUM, OFF(access_log), "on", 0, 0, on_off_names, CMD_SERVE, "on|off",
      "one log line per request at info level (method, route, status, latency, request id)"},
     {"shutdown-grace", OPT_DURATION, OFF(shutdown_grace_ms), "10s", 0, 5 * MINUTE, NULL, CMD_SERVE,
