@@ -203,7 +203,7 @@ def test_logs_never_carry_tokens_or_the_admin_key(server, mockpg):
     srv.stop()
     log = srv.stderr_text()
     assert "access:" in log and "route=/api/v1/admin/waiting-room" in log
-    for secret in [key, "not-a-real-token-abcdef", *tokens]:
+    for secret in [key, "not-a-real-token-abcdef", "idem-key-1", *tokens]:
         assert secret not in log, f"{secret!r} is in the log"
 
 
