@@ -4,7 +4,7 @@
 # CONCERTD_BIN), a scratch dir ($WORK) removed on exit unless BENCH_KEEP=1,
 # processes started with track() stopped by PID on exit, free_port,
 # wait_http, fetch, start_concertd, start_nginx (+ nginx_return), wrk_warm,
-# wrk_measure, wrk_run, wrk_parse, secs, the number helpers ratio/lt/ge/le,
+# wrk_measure, wrk_run, wrk_parse, poll_lua, secs, the number helpers ratio/lt/ge/le,
 # verdict (counts $FAILS), save_report and bench_exit.
 # The caller sets BENCH_NAME before sourcing.
 
@@ -130,6 +130,25 @@ nginx_return() {
   body=$(cat "$3")
   case $body in *"'"* | *\\*) die "body of $1 has a quote or backslash nginx would alter" ;; esac
   printf "    location = %s { return %s '%s'; }\n" "$1" "$2" "$body"
+}
+
+# poll_lua TOKENS OUT: a wrk script polling the waiting room
+# (GET /api/v1/waiting-queues), each request with the next token of the file
+# TOKENS (one a line), round robin from a random start.
+poll_lua() {
+  cat >"$2" <<EOF
+local tokens = {}
+local i = 0
+init = function(args)
+  for line in io.lines("$1") do tokens[#tokens + 1] = line end
+  math.randomseed(os.time() + tonumber(tostring({}):match("0x(%x+)") or "0", 16) % 100000)
+  i = math.random(#tokens)
+end
+request = function()
+  i = i % #tokens + 1
+  return wrk.format("GET", "/api/v1/waiting-queues", {["QUEUE-TOKEN"] = tokens[i]})
+end
+EOF
 }
 
 # wrk_warm URL SCRIPT CONNS [script args...]: an unrecorded warm-up run.

@@ -67,37 +67,15 @@ start_nginx "    location = /api/v1/waiting-queues { alias $WORK/www/poll.json; 
 wait_http "$N/api/v1/waiting-queues" 10 || die "nginx did not start: $(tail "$WORK/nginx/error.log")"
 
 # wrk: every request carries a different token, round robin from a random start.
-cat >"$WORK/poll.lua" <<EOF
-local tokens = {}
-local i = 0
-init = function(args)
-  for line in io.lines("$WORK/tokens") do tokens[#tokens + 1] = line end
-  math.randomseed(os.time() + tonumber(tostring({}):match("0x(%x+)") or "0", 16) % 100000)
-  i = math.random(#tokens)
-end
-request = function()
-  i = i % #tokens + 1
-  return wrk.format("GET", "/api/v1/waiting-queues", {["QUEUE-TOKEN"] = tokens[i]})
-end
-EOF
+poll_lua "$WORK/tokens" "$WORK/poll.lua"
 
 for conns in 64 1000; do
   wrk_run "nginx_$conns" "$N/api/v1/waiting-queues" "$WORK/poll.lua" "$conns"
   wrk_run "concertd_$conns" "$C/api/v1/waiting-queues" "$WORK/poll.lua" "$conns"
 done
 
-# The cost of counting requests for /metrics: the same 64-connection poll
-# against a concertd started with --metrics off on the same database (the
-# line reloads from it), then back to the default for the paced run.
-SERVE_ARGS=(--max-connections-per-ip 0 --queue-max-active 1000 --queue-waiting-idle 1h)
-restart_concertd() {
-  kill -TERM "$CPID" 2>/dev/null || true
-  for _ in $(seq 100); do kill -0 "$CPID" 2>/dev/null || break; sleep 0.1; done
-  start_concertd "$DB" "${SERVE_ARGS[@]}" "$@"
-}
-restart_concertd --metrics off
-wrk_run concertd_64_nometrics "$C/api/v1/waiting-queues" "$WORK/poll.lua" 64
-restart_concertd
+# What /metrics and the access log cost on this poll: bench/obs_cost.sh
+# (interleaved rounds, medians and spread; one on/off pair is noise here).
 
 say "paced poll: $USERS users every ${POLL_PERIOD} ms over $POLL_CONNS connections, ${POLL_SECS}s ..."
 "$WORK/qpoll" poll 127.0.0.1 "$CPORT" "$WORK/tokens" "$POLL_CONNS" "$POLL_PERIOD" "$POLL_SECS" \
@@ -135,11 +113,6 @@ report() {
       "poll p99 <= 2 x nginx's at $conns connections (got $(ratio "$c_p99" "$n_p99") x)"
     verdict "$([ "$c_err" -eq 0 ] && echo 1)" "poll errors at $conns connections: $c_err"
   done
-  read -r on_rps _ _ on_p99 _ < <(wrk_parse "$WORK/concertd_64.wrk")
-  read -r off_rps _ _ off_p99 _ < <(wrk_parse "$WORK/concertd_64_nometrics.wrk")
-  echo "metrics on/off at 64 conns: req/s $on_rps / $off_rps = $(ratio "$on_rps" "$off_rps"), p99 $on_p99 / $off_p99 ms"
-  verdict "$(ge "$on_rps" "$(awk -v n="$off_rps" 'BEGIN { print n * 0.97 }')" && echo 1)" \
-    "counting requests for /metrics costs < 3 % of poll req/s (on/off $(ratio "$on_rps" "$off_rps"))"
   local perr pp99
   perr=$(kv errors "$POLL")
   pp99=$(kv p99_ms "$POLL")
@@ -149,5 +122,5 @@ report() {
 }
 
 save_report report "$WORK"/nginx_64.wrk "$WORK"/concertd_64.wrk "$WORK"/nginx_1000.wrk \
-  "$WORK"/concertd_1000.wrk "$WORK"/concertd_64_nometrics.wrk
+  "$WORK"/concertd_1000.wrk
 bench_exit

@@ -186,9 +186,13 @@ static int serve(const struct config *c) {
         .max_header_bytes = (size_t)c->max_header_bytes,
         .grace_ms = c->shutdown_grace_ms,
         .count_requests = c->metrics != 0,
+        .access_log = c->access_log != 0,
     };
     struct http_server *http = NULL;
+    if (o.access_log && log_level <= LOG_LEVEL_INFO && log_access_buffer_start())
+        LOG_WARN("main", "no access log flusher thread: access lines are written one by one");
     if (waitroom_start(wr) || http_start(&o, &env, &http, err, sizeof(err))) {
+        log_access_buffer_stop();
         fprintf(stderr, "concertd: %s\n", http ? "cannot start the waiting-room ticker" : err);
         close_payments(gw, pay, sink, relay);
         close_all(wr, sweeper, queue, store);
@@ -200,6 +204,7 @@ static int serve(const struct config *c) {
     sigwait(&stop, &sig);
     LOG_INFO("main", "signal=%s: shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
     http_stop(http);
+    log_access_buffer_stop(); /* every request has been answered: their lines go out */
     close_payments(gw, pay, sink, relay);
     close_all(wr, sweeper, queue, store);
     LOG_INFO("main", "bye");

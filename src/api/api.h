@@ -54,6 +54,7 @@ struct api_req {
     struct arena *arena;
     const struct api_env *env;
     const char *request_id;
+    int64_t user_id; /* the caller once a handler knows it (0 = not known), for the access log */
 
     /* Installed by http/. Return NULL when absent; a query parameter given
      * without a value ("?limit") reads as "". */

@@ -39,6 +39,7 @@ void api_balance_get(struct api_req *r, struct api_res *w) {
 
 void api_balance_read(struct api_req *r, struct api_res *w, int64_t uid, api_balance_reply reply) {
     int64_t balance = 0;
+    r->user_id = uid;
     int rc = booking_balance(r->env->store, uid, &balance);
     if (rc)
         api_fail(r, w, rc, NULL);
@@ -89,6 +90,7 @@ void api_balance_charge(struct api_req *r, struct api_res *w) {
 void api_charge(struct api_req *r, struct api_res *w, int64_t uid, int64_t amount,
                 api_balance_reply reply) {
     struct store_charge c = {.user_id = uid, .amount = amount, .now_ms = time_now_ms()};
+    r->user_id = uid;
     struct store_idem idem;
     int use_idem;
     if (api_idem_begin(r, w, c.user_id, &idem, &use_idem)) return;

@@ -64,6 +64,7 @@ static int caller_of(struct api_req *r, struct api_res *w, int64_t named, int64_
         return ERR_INVALID;
     }
     *user = named ? named : hv;
+    r->user_id = *user;
     return 0;
 }
 

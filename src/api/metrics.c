@@ -58,6 +58,7 @@ void api_metrics(struct api_req *r, struct api_res *w) {
     struct mtext t;
     mtext_init(&t, r->arena);
     metrics_write_http(&t);
+    metrics_write_domain(&t);
     metrics_write_process(&t, CONCERT_VERSION);
     write_waiting_room(r, &t);
     write_store(r, &t);

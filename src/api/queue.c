@@ -55,6 +55,7 @@ void api_queue_enter(struct api_req *r, struct api_res *w) {
         return;
     }
     json_decref(o);
+    r->user_id = user;
     struct waitroom_view v;
     int created = 0;
     int rc = waitroom_enter(r->env->waitroom, user, time_now_ms(), &v, &created);
@@ -81,6 +82,7 @@ void api_queue_status(struct api_req *r, struct api_res *w) {
         api_fail(r, w, rc, NULL);
         return;
     }
+    r->user_id = v.t.user_id;
     write_view(r, w, 200, &v, 1);
 }
 
@@ -185,6 +187,7 @@ int api_gate_check(struct api_req *r, struct api_res *w, int64_t want_user, int 
         return rc;
     }
     *verdict = (int)g;
+    if (user && *user > 0) r->user_id = *user;
     return 0;
 }
 

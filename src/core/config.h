@@ -42,6 +42,7 @@ struct config {
     int64_t max_header_bytes;  /* bytes: request line + headers */
     int64_t shutdown_grace_ms; /* how long in-flight requests may take on SIGTERM */
     int64_t metrics;           /* 1: count every request for /metrics */
+    int64_t access_log;        /* 1: an access log line per request (at info level) */
     const char *queue;         /* "local" */
     int64_t queue_max_active;
     int64_t queue_admit_per_sec;

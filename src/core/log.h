@@ -7,6 +7,7 @@
  * written with a single write(2), so threads never interleave within a line.
  * Callers never log tokens or admin keys. */
 #pragma once
+#include <stdint.h>
 
 enum log_level {
     LOG_LEVEL_DEBUG = 0,
@@ -23,6 +24,33 @@ void log_init(int level, int format);
 int log_level_parse(const char *name); /* "debug".."error"/"off"; -1 if unknown */
 void log_write(int level, const char *module, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* One request, for the access log. Strings are written as given (JSON-
+ * escaped in the json format): callers pass no secrets, and request ids are
+ * validated by http/ before they get here. */
+struct log_access {
+    const char *request_id, *method, *route; /* route: the template, never the raw path */
+    int status;
+    int64_t latency_us;
+    int64_t user_id; /* 0 = not known */
+    int aborted;     /* the connection went before the whole answer was sent */
+};
+
+/* Writes one access line at info level, module "access":
+ *   2026-11-21T12:00:00.123Z INFO  [t3] access: request_id=9f.. method=GET
+ *     route=/api/v1/concerts status=200 latency_us=212 user_id=42
+ * or in the json format one object with those fields as keys (user_id
+ * absent when not known). The caller checks log_level first. */
+void log_access(const struct log_access *a);
+
+/* From start to stop, access lines are buffered per thread and written out
+ * by a flusher thread at most 100 ms later (see log.c); stop flushes
+ * everything: call it once no thread writes access lines any more (main.c:
+ * after http_stop). Without start, each line is written at once. start
+ * returns 0, or -1 when the thread cannot start (lines are then written at
+ * once). */
+int log_access_buffer_start(void);
+void log_access_buffer_stop(void);
 
 #define LOG_AT(lvl, mod, ...)                                                                      \
     do {                                                                                           \

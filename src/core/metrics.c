@@ -14,6 +14,7 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -34,10 +35,21 @@ static const int64_t BUCKETS_US[] = {250,   500,   1000,   2500,   5000,    1000
                                      25000, 50000, 100000, 250000, 1000000, 2500000};
 #define NBUCKET (sizeof(BUCKETS_US) / sizeof(BUCKETS_US[0]))
 
+/* Group commit latency (us) and batch size (writes); SQ_BATCH_MAX is 256. */
+static const int64_t COMMIT_US[] = {100,   250,   500,    1000,   2500,   5000,
+                                    10000, 25000, 100000, 250000, 1000000};
+#define NCOMMIT (sizeof(COMMIT_US) / sizeof(COMMIT_US[0]))
+static const int64_t BATCH[] = {1, 2, 4, 8, 16, 32, 64, 128, 256};
+#define NBATCH (sizeof(BATCH) / sizeof(BATCH[0]))
+
 struct block {
     _Atomic uint64_t count[METRICS_ROUTES_MAX][METRICS_METHODS][NSLOT_STATUS];
     _Atomic uint64_t bucket[METRICS_ROUTES_MAX][NBUCKET + 1]; /* + the +Inf bucket */
     _Atomic uint64_t sum_us[METRICS_ROUTES_MAX];
+    _Atomic uint64_t holds[METRICS_HOLDS];
+    _Atomic uint64_t pay[METRICS_PAY_METHODS][METRICS_PAY_RESULTS];
+    _Atomic uint64_t commit_bucket[NCOMMIT + 1], commit_sum_us;
+    _Atomic uint64_t batch_bucket[NBATCH + 1], batch_sum;
     struct block *next;
 };
 
@@ -86,16 +98,37 @@ static void bump(_Atomic uint64_t *c, uint64_t by) {
                           memory_order_relaxed);
 }
 
+/* Counts v (>= 0) in the first bucket whose bound is >= v, or +Inf. */
+static void hist_observe(_Atomic uint64_t *buckets, _Atomic uint64_t *sum, const int64_t *bounds,
+                         size_t n, int64_t v) {
+    if (v < 0) v = 0;
+    size_t k = 0;
+    while (k < n && v > bounds[k]) k++;
+    bump(&buckets[k], 1);
+    bump(sum, (uint64_t)v);
+}
+
 void metrics_http_observe(int slot, int method_index, int status, int64_t latency_us) {
     if (slot < 0 || slot >= nroutes) slot = 0;
     if (method_index < 0 || method_index >= METRICS_METHODS) method_index = 0;
-    if (latency_us < 0) latency_us = 0;
     struct block *b = my_block();
     bump(&b->count[slot][method_index][status_slot(status)], 1);
-    size_t k = 0;
-    while (k < NBUCKET && latency_us > BUCKETS_US[k]) k++;
-    bump(&b->bucket[slot][k], 1);
-    bump(&b->sum_us[slot], (uint64_t)latency_us);
+    hist_observe(b->bucket[slot], &b->sum_us[slot], BUCKETS_US, NBUCKET, latency_us);
+}
+
+void metrics_holds(enum metrics_hold what, uint64_t n) {
+    if ((unsigned)what < METRICS_HOLDS && n) bump(&my_block()->holds[what], n);
+}
+
+void metrics_payment(enum metrics_pay_method method, enum metrics_pay_result result) {
+    if ((unsigned)method < METRICS_PAY_METHODS && (unsigned)result < METRICS_PAY_RESULTS)
+        bump(&my_block()->pay[method][result], 1);
+}
+
+void metrics_commit(uint64_t jobs, int64_t latency_us) {
+    struct block *b = my_block();
+    hist_observe(b->commit_bucket, &b->commit_sum_us, COMMIT_US, NCOMMIT, latency_us);
+    hist_observe(b->batch_bucket, &b->batch_sum, BATCH, NBATCH, (int64_t)jobs);
 }
 
 /* ---- text format -------------------------------------------------------- */
@@ -160,11 +193,41 @@ static void status_label(size_t s, char *buf, size_t len) {
         snprintf(buf, len, "%zuxx", s - NSTATUS + 1);
 }
 
-void metrics_write_http(struct mtext *t) {
+/* The list only grows at its head, so walking from a snapshot is safe. */
+static struct block *blocks_head(void) {
     pthread_mutex_lock(&blocks_mu);
     struct block *head = blocks;
     pthread_mutex_unlock(&blocks_mu);
-    /* The list only grows at its head, so walking from a snapshot is safe. */
+    return head;
+}
+
+#define METRICS_LABEL_MAX 256
+
+/* The _bucket, _sum and _count samples of one histogram: per[] holds the
+ * n + 1 bucket counts (the last is +Inf), bounds and sum are in units of
+ * 1/scale. labels is "" or ends with a comma. skip_empty: write nothing
+ * when nothing was observed. */
+static void write_hist(struct mtext *t, const char *name, const char *labels, const int64_t *bounds,
+                       size_t n, double scale, const uint64_t *per, uint64_t sum, int skip_empty) {
+    uint64_t total = 0, cum = 0;
+    for (size_t k = 0; k <= n; k++) total += per[k];
+    if (!total && skip_empty) return;
+    for (size_t k = 0; k < n; k++) {
+        cum += per[k];
+        mtext_printf(t, "%s_bucket{%sle=\"%g\"} %llu\n", name, labels, (double)bounds[k] / scale,
+                     (unsigned long long)cum);
+    }
+    mtext_printf(t, "%s_bucket{%sle=\"+Inf\"} %llu\n", name, labels, (unsigned long long)total);
+    size_t ll = strlen(labels);
+    char plain[METRICS_LABEL_MAX];
+    snprintf(plain, sizeof(plain), "%.*s", (int)(ll ? ll - 1 : 0), labels); /* no comma */
+    const char *open = ll ? "{" : "", *close = ll ? "}" : "";
+    mtext_printf(t, "%s_sum%s%s%s %.6f\n", name, open, plain, close, (double)sum / scale);
+    mtext_printf(t, "%s_count%s%s%s %llu\n", name, open, plain, close, (unsigned long long)total);
+}
+
+void metrics_write_http(struct mtext *t) {
+    struct block *head = blocks_head();
     mtext_family(t, "concertd_http_requests_total", "counter",
                  "HTTP requests answered, by route template, method and status");
     char status[8];
@@ -183,30 +246,62 @@ void metrics_write_http(struct mtext *t) {
     mtext_family(t, "concertd_http_request_duration_seconds", "histogram",
                  "time from the request's first byte to its answer, by route template");
     for (int r = 0; r < nroutes; r++) {
-        uint64_t cum = 0, sum = 0, per[NBUCKET + 1] = {0};
+        uint64_t sum = 0, per[NBUCKET + 1] = {0};
         for (struct block *b = head; b; b = b->next) {
             for (size_t k = 0; k <= NBUCKET; k++) per[k] += get(&b->bucket[r][k]);
             sum += get(&b->sum_us[r]);
         }
-        uint64_t total = 0;
-        for (size_t k = 0; k <= NBUCKET; k++) total += per[k];
-        if (!total) continue;
-        for (size_t k = 0; k < NBUCKET; k++) {
-            cum += per[k];
-            mtext_printf(t,
-                         "concertd_http_request_duration_seconds_bucket{route=\"%s\",le=\"%g\"} "
-                         "%llu\n",
-                         route_names[r], (double)BUCKETS_US[k] / 1e6, (unsigned long long)cum);
-        }
-        mtext_printf(t,
-                     "concertd_http_request_duration_seconds_bucket{route=\"%s\",le=\"+Inf\"} "
-                     "%llu\n",
-                     route_names[r], (unsigned long long)total);
-        mtext_printf(t, "concertd_http_request_duration_seconds_sum{route=\"%s\"} %.6f\n",
-                     route_names[r], (double)sum / 1e6);
-        mtext_printf(t, "concertd_http_request_duration_seconds_count{route=\"%s\"} %llu\n",
-                     route_names[r], (unsigned long long)total);
+        char labels[METRICS_LABEL_MAX];
+        snprintf(labels, sizeof(labels), "route=\"%s\",", route_names[r]);
+        write_hist(t, "concertd_http_request_duration_seconds", labels, BUCKETS_US, NBUCKET, 1e6,
+                   per, sum, 1);
     }
+}
+
+static const char *const HOLD_EVENTS[METRICS_HOLDS] = {"created", "expired", "confirmed"};
+static const char *const PAY_METHODS[METRICS_PAY_METHODS] = {"balance", "card"};
+static const char *const PAY_RESULTS[METRICS_PAY_RESULTS] = {
+    "completed",   "pending",     "declined", "insufficient_balance",
+    "not_payable", "unavailable", "error"};
+
+/* Adds up every block's n counters starting at offset off (bytes) in the block. */
+static void sum_blocks(struct block *head, size_t off, size_t n, uint64_t *out) {
+    memset(out, 0, n * sizeof(*out));
+    for (struct block *b = head; b; b = b->next) {
+        const _Atomic uint64_t *c = (const _Atomic uint64_t *)(const void *)((const char *)b + off);
+        for (size_t k = 0; k < n; k++) out[k] += get(&c[k]);
+    }
+}
+
+void metrics_write_domain(struct mtext *t) {
+    struct block *head = blocks_head();
+    uint64_t holds[METRICS_HOLDS], pay[METRICS_PAY_METHODS * METRICS_PAY_RESULTS];
+    sum_blocks(head, offsetof(struct block, holds), METRICS_HOLDS, holds);
+    mtext_family(t, "concertd_holds_total", "counter",
+                 "seat holds created, expired (TTL passed) and confirmed (paid)");
+    for (int e = 0; e < METRICS_HOLDS; e++)
+        mtext_printf(t, "concertd_holds_total{event=\"%s\"} %llu\n", HOLD_EVENTS[e],
+                     (unsigned long long)holds[e]);
+    sum_blocks(head, offsetof(struct block, pay), METRICS_PAY_METHODS * METRICS_PAY_RESULTS, pay);
+    mtext_family(t, "concertd_payments_total", "counter", "payment attempts by method and result");
+    for (int m = 0; m < METRICS_PAY_METHODS; m++)
+        for (int r = 0; r < METRICS_PAY_RESULTS; r++)
+            mtext_printf(t, "concertd_payments_total{method=\"%s\",result=\"%s\"} %llu\n",
+                         PAY_METHODS[m], PAY_RESULTS[r],
+                         (unsigned long long)pay[m * METRICS_PAY_RESULTS + (size_t)r]);
+    uint64_t per[NCOMMIT + 1], sum;
+    sum_blocks(head, offsetof(struct block, commit_bucket), NCOMMIT + 1, per);
+    sum_blocks(head, offsetof(struct block, commit_sum_us), 1, &sum);
+    mtext_family(t, "concertd_store_commit_duration_seconds", "histogram",
+                 "time of one group commit, BEGIN to COMMIT");
+    write_hist(t, "concertd_store_commit_duration_seconds", "", COMMIT_US, NCOMMIT, 1e6, per, sum,
+               0);
+    uint64_t bper[NBATCH + 1];
+    sum_blocks(head, offsetof(struct block, batch_bucket), NBATCH + 1, bper);
+    sum_blocks(head, offsetof(struct block, batch_sum), 1, &sum);
+    mtext_family(t, "concertd_store_commit_batch_size", "histogram",
+                 "writes carried by one group commit");
+    write_hist(t, "concertd_store_commit_batch_size", "", BATCH, NBATCH, 1, bper, sum, 0);
 }
 
 /* Resident pages from /proc/self/statm, in bytes; 0 when unreadable. */

@@ -30,6 +30,36 @@ void metrics_http_observe(int slot, int method_index, int status, int64_t latenc
 /* Requests being answered now (a gauge; +1 / -1 from http/). */
 void metrics_in_flight(int delta);
 
+/* ---- domain counters: each call is one increment of the caller thread's
+ * own counters, like metrics_http_observe. Always on (--metrics off only
+ * stops the per-request counting). */
+
+enum metrics_hold {
+    METRICS_HOLD_CREATED,
+    METRICS_HOLD_EXPIRED,
+    METRICS_HOLD_CONFIRMED,
+    METRICS_HOLDS
+};
+enum metrics_pay_method { METRICS_PAY_BALANCE, METRICS_PAY_CARD, METRICS_PAY_METHODS };
+enum metrics_pay_result {
+    METRICS_PAY_COMPLETED,    /* paid: the hold is CONFIRMED */
+    METRICS_PAY_PENDING,      /* card: the gateway's answer is unknown (reconciler settles it) */
+    METRICS_PAY_DECLINED,     /* card: the gateway declined */
+    METRICS_PAY_INSUFFICIENT, /* balance: below the price */
+    METRICS_PAY_NOT_PAYABLE,  /* not a live hold (expired, paid, cancelled) */
+    METRICS_PAY_UNAVAILABLE,  /* card: breaker open, or no attempt could be begun */
+    METRICS_PAY_ERROR,        /* the store or another dependency failed */
+    METRICS_PAY_RESULTS
+};
+
+/* n holds created, expired or confirmed. */
+void metrics_holds(enum metrics_hold what, uint64_t n);
+/* One payment attempt's outcome. */
+void metrics_payment(enum metrics_pay_method method, enum metrics_pay_result result);
+/* One group commit of the store: the writes it carried and how long its
+ * transaction took (BEGIN to COMMIT returned). Called by the committer. */
+void metrics_commit(uint64_t jobs, int64_t latency_us);
+
 /* The Prometheus text exposition, built in an arena. */
 struct mtext {
     struct arena *a;
@@ -51,6 +81,11 @@ void mtext_counter(struct mtext *t, const char *name, const char *help, double v
  * concertd_http_request_duration_seconds{route} (histogram), summed over
  * every thread's counters. */
 void metrics_write_http(struct mtext *t);
+
+/* concertd_holds_total{event}, concertd_payments_total{method,result},
+ * concertd_store_commit_duration_seconds and concertd_store_commit_batch_size
+ * (histograms), summed over every thread's counters. */
+void metrics_write_domain(struct mtext *t);
 
 /* concertd_http_requests_in_flight, and the process: resident memory, CPU
  * seconds, open file descriptors, start time, build info (version label). */

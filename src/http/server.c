@@ -134,14 +134,22 @@ static enum MHD_Result count_bytes(void *cls, enum MHD_ValueKind kind, const cha
     return MHD_YES;
 }
 
-/* A request id the client sent is kept if it is short and printable; else
- * one is made: 16 hex digits from a per-thread generator seeded by getrandom. */
+/* Characters a request id from a client may hold: enough for UUIDs, ULIDs
+ * and most tracing ids, nothing that needs escaping in a log line. */
+static int request_id_char(char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c && strchr("-_.:/+", c));
+}
+
+/* A request id the client sent is kept if it is 1..REQUEST_ID_MAX of those
+ * characters; else one is made: 16 hex digits from a per-thread generator
+ * seeded by getrandom. Either way it is echoed in X-Request-Id. */
 static void set_request_id(struct request *rq) {
     const char *given = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, "X-Request-Id");
     if (given) {
         size_t n = strlen(given), i;
         for (i = 0; i < n && i <= REQUEST_ID_MAX; i++)
-            if (given[i] < 0x21 || given[i] > 0x7e) break;
+            if (!request_id_char(given[i])) break;
         if (n > 0 && i == n && n <= REQUEST_ID_MAX) {
             memcpy(rq->request_id, given, n + 1);
             return;
@@ -364,9 +372,16 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (!rq) return;
     *con_cls = NULL;
     int64_t latency_us = time_mono_us() - rq->start_us;
-    LOG_DEBUG("access", "request_id=%s method=%s route=%s status=%d latency_us=%lld%s",
-              rq->request_id, rq->method, rq->req.route, rq->res.status, (long long)latency_us,
-              toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted=1");
+    if (rq->srv->o.access_log && log_level <= LOG_LEVEL_INFO) {
+        struct log_access la = {.request_id = rq->request_id,
+                                .method = rq->method,
+                                .route = rq->route ? rq->req.route : "unmatched",
+                                .status = rq->res.status,
+                                .latency_us = latency_us,
+                                .user_id = rq->req.user_id,
+                                .aborted = toe != MHD_REQUEST_TERMINATED_COMPLETED_OK};
+        log_access(&la);
+    }
     if (rq->srv->o.count_requests && rq->res.status) /* an answer was made */
         metrics_http_observe(rq->slot, rq->req.method ? __builtin_ctz((unsigned)rq->req.method) : 0,
                              rq->res.status, latency_us);

@@ -18,6 +18,7 @@ struct http_opts {
     size_t max_header_bytes;
     int64_t grace_ms; /* in-flight requests get this long on stop */
     int count_requests; /* observe each request in core/metrics */
+    int access_log;     /* one log_access() line per request (at info level) */
 };
 
 struct http_server;

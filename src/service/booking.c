@@ -44,6 +44,7 @@
 #include "core/config.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/timeutil.h"
 #include "core/xmalloc.h"
 
@@ -174,7 +175,9 @@ int booking_hold(struct store *s, struct arena *a, const struct booking_rules *b
     }
     h->now_ms = now_ms;
     h->expires_at_ms = now_ms + b->hold_ttl_ms;
-    return s->ops->hold_seats(s, a, h, out);
+    err = s->ops->hold_seats(s, a, h, out);
+    if (err == 0) metrics_holds(METRICS_HOLD_CREATED, 1);
+    return err;
 }
 
 int booking_hold_numbers(struct store *s, struct arena *a, const struct booking_rules *b,
@@ -231,6 +234,24 @@ int booking_charge(struct store *s, struct arena *a, const struct booking_rules 
     return s->ops->charge(s, a, c, idem);
 }
 
+/* A balance payment's outcome in /metrics; refusals of the request itself
+ * (not the caller's, no such reservation, bad input) are not payments. */
+static void count_payment(int err) {
+    switch (err) {
+    case 0:
+        metrics_payment(METRICS_PAY_BALANCE, METRICS_PAY_COMPLETED);
+        metrics_holds(METRICS_HOLD_CONFIRMED, 1);
+        break;
+    case ERR_INSUFFICIENT: metrics_payment(METRICS_PAY_BALANCE, METRICS_PAY_INSUFFICIENT); break;
+    case ERR_CONFLICT: metrics_payment(METRICS_PAY_BALANCE, METRICS_PAY_NOT_PAYABLE); break;
+    case ERR_FORBIDDEN:
+    case ERR_NOT_FOUND:
+    case ERR_INVALID:
+    case ERR_IDEMPOTENCY: break;
+    default: metrics_payment(METRICS_PAY_BALANCE, METRICS_PAY_ERROR); break;
+    }
+}
+
 int booking_pay(struct store *s, struct arena *a, struct store_pay *p, struct store_idem *idem) {
     if (!p->method) p->method = "balance";
     if (strcmp(p->method, "card") == 0) return ERR_UNAVAILABLE; /* no gateway yet */
@@ -238,7 +259,9 @@ int booking_pay(struct store *s, struct arena *a, struct store_pay *p, struct st
         return ERR_INVALID;
     p->check = booking_can_pay;
     if (idem) idem->ttl_ms = BOOKING_IDEM_TTL_MS;
-    return s->ops->pay(s, a, p, idem);
+    int err = s->ops->pay(s, a, p, idem);
+    if (!idem || !idem->replayed) count_payment(err);
+    return err;
 }
 
 int booking_pay_amount(struct store *s, struct arena *a, struct store_pay *p, int64_t amount,
@@ -268,6 +291,7 @@ int booking_sweep(struct store *s, int64_t now_ms, int purge, int64_t *expired) 
         err = s->ops->expire_holds(s, now_ms, BOOKING_SWEEP_BATCH, &n);
         total += n;
     } while (err == 0 && n == BOOKING_SWEEP_BATCH);
+    metrics_holds(METRICS_HOLD_EXPIRED, (uint64_t)total);
     if (err == 0 && purge) err = s->ops->purge_idempotency(s, now_ms - BOOKING_IDEM_TTL_MS, NULL);
     if (expired) *expired = total;
     return err;

@@ -48,6 +48,7 @@
 #include "core/arena.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/timeutil.h"
 #include "core/xmalloc.h"
 #include "gateway/gateway.h"
@@ -112,13 +113,14 @@ static void render_settled(void *ctx, int err, int *status, const char **body, s
     r->outer->render(r->outer->ctx, err, status, body, len);
 }
 
-/* Settles attempt id: approved, or failed. c and idem may be NULL. */
+/* Settles attempt id: approved (1), or failed (0: declined; -1: never
+ * charged). c and idem may be NULL. */
 static int settle(struct payments *p, struct arena *a, int64_t id, int approved,
                   const char *charge_id, struct card_pay *c, struct store_idem *idem,
                   struct store_card_settle *x) {
     *x = (struct store_card_settle){.payment_id = id,
                                     .now_ms = p->o.now_ms(),
-                                    .approved = approved,
+                                    .approved = approved > 0,
                                     .charge_id = charge_id,
                                     .after_fail = payment_after_fail};
     struct store_idem inner;
@@ -144,6 +146,10 @@ static int settle(struct payments *p, struct arena *a, int64_t id, int approved,
         LOG_INFO(MOD, "op=settle payment=%lld reservation=%lld status=%s", (long long)id,
                  (long long)x->out.reservation_id,
                  x->status == STORE_PAY_COMPLETED ? "COMPLETED" : "FAILED");
+        if (x->status == STORE_PAY_COMPLETED) metrics_holds(METRICS_HOLD_CONFIRMED, 1);
+        metrics_payment(METRICS_PAY_CARD, x->status == STORE_PAY_COMPLETED ? METRICS_PAY_COMPLETED
+                                          : approved < 0                   ? METRICS_PAY_ERROR
+                                                                           : METRICS_PAY_DECLINED);
         if (x->status == STORE_PAY_COMPLETED && p->o.on_paid)
             p->o.on_paid(p->o.on_paid_ctx, x->out.user_id, x->now_ms);
     }
@@ -167,7 +173,7 @@ static int reconcile_one(struct payments *p, struct arena *a, int64_t id, const 
     case GW_NOT_FOUND:
         if (p->o.now_ms() - created_at_ms < p->o.timeout_ms + PAYMENT_NOT_FOUND_GRACE_MS) return 0;
         *never_charged = 1;
-        return settle(p, a, id, 0, NULL, NULL, NULL, x);
+        return settle(p, a, id, -1, NULL, NULL, NULL, x);
     default: return 0;
     }
 }
@@ -197,6 +203,7 @@ static int charge(struct payments *p, struct arena *a, struct card_pay *c,
         LOG_WARN(MOD, "op=charge payment=%lld key=%s outcome=UNKNOWN http_status=%d ms=%lld",
                  (long long)k->payment_id, k->key, g.http_status, (long long)(t1 - t0));
         pending_answer(c, k);
+        metrics_payment(METRICS_PAY_CARD, METRICS_PAY_PENDING);
         return 0;
     }
     struct store_card_settle x;
@@ -208,7 +215,8 @@ static int charge(struct payments *p, struct arena *a, struct card_pay *c,
     return card_result(p, c, &x);
 }
 
-int payment_card(struct payments *p, struct arena *a, struct card_pay *c, struct store_idem *idem) {
+static int pay_card(struct payments *p, struct arena *a, struct card_pay *c,
+                    struct store_idem *idem) {
     c->outcome = 0;
     c->retry_after_ms = 0;
     memset(&c->payment, 0, sizeof(c->payment));
@@ -252,6 +260,24 @@ int payment_card(struct payments *p, struct arena *a, struct card_pay *c, struct
         if (breaker_acquire(p->breaker, p->o.mono_ms(), &t, &c->retry_after_ms))
             return ERR_UNAVAILABLE;
     }
+}
+
+/* Completed, declined and pending are counted where they happen; here the
+ * refusals that are payments' outcomes (not the request's own mistakes). */
+int payment_card(struct payments *p, struct arena *a, struct card_pay *c, struct store_idem *idem) {
+    int err = pay_card(p, a, c, idem);
+    switch (err) {
+    case ERR_UNAVAILABLE: metrics_payment(METRICS_PAY_CARD, METRICS_PAY_UNAVAILABLE); break;
+    case ERR_CONFLICT: metrics_payment(METRICS_PAY_CARD, METRICS_PAY_NOT_PAYABLE); break;
+    case 0:
+    case ERR_DECLINED:
+    case ERR_FORBIDDEN:
+    case ERR_NOT_FOUND:
+    case ERR_INVALID:
+    case ERR_IDEMPOTENCY: break;
+    default: metrics_payment(METRICS_PAY_CARD, METRICS_PAY_ERROR); break;
+    }
+    return err;
 }
 
 /* ---- the reconciler ------------------------------------------------------------------------ */

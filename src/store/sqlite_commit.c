@@ -37,6 +37,8 @@
 
 #include "core/err.h"
 #include "core/log.h"
+#include "core/metrics.h"
+#include "core/timeutil.h"
 #include "store/sqlite_int.h"
 
 #define MOD "store"
@@ -109,8 +111,9 @@ static void run_batch(struct conn *c, struct sq_job *batch) {
         if (j->result == 0) j->result = err;
 }
 
-/* Takes up to SQ_BATCH_MAX queued jobs off the queue; cm->mu is held. */
-static struct sq_job *take_batch(struct sq_commit *cm) {
+/* Takes up to SQ_BATCH_MAX queued jobs off the queue (*n of them); cm->mu
+ * is held. */
+static struct sq_job *take_batch(struct sq_commit *cm, size_t *njobs) {
     struct sq_job *first = cm->head, *last = first;
     size_t n = 1;
     while (last->next && n < SQ_BATCH_MAX) {
@@ -123,6 +126,7 @@ static struct sq_job *take_batch(struct sq_commit *cm) {
     cm->pending -= n;
     cm->batches++;
     cm->jobs += n;
+    *njobs = n;
     return first;
 }
 
@@ -135,10 +139,13 @@ static void *committer_main(void *p) {
     for (;;) {
         while (!cm->head && !cm->stop) pthread_cond_wait(&cm->wake, &cm->mu);
         if (!cm->head) break; /* stop, and nothing left to do */
-        struct sq_job *batch = take_batch(cm);
+        size_t n;
+        struct sq_job *batch = take_batch(cm, &n);
         pthread_mutex_unlock(&cm->mu);
         if (!c) c = sq_conn(&ss->base); /* retry a connection that failed to open */
+        int64_t t0 = time_mono_us();
         run_batch(c, batch);
+        metrics_commit(n, time_mono_us() - t0);
         pthread_mutex_lock(&cm->mu);
         for (struct sq_job *j = batch, *next; j; j = next) {
             next = j->next; /* j lives on its writer's stack: read next first */

@@ -102,10 +102,61 @@ static void test_text_grows_past_its_first_buffer(void **state) {
     arena_destroy(a);
 }
 
+static void *payer(void *arg) {
+    (void)arg;
+    for (int i = 0; i < 1000; i++) {
+        metrics_payment(METRICS_PAY_CARD, METRICS_PAY_DECLINED);
+        metrics_holds(METRICS_HOLD_CREATED, 2);
+    }
+    return NULL;
+}
+
+static void test_domain_counters_and_commit_histograms_add_up(void **state) {
+    (void)state;
+    pthread_t th[3];
+    for (int i = 0; i < 3; i++) pthread_create(&th[i], NULL, payer, NULL);
+    for (int i = 0; i < 3; i++) pthread_join(th[i], NULL);
+    metrics_holds(METRICS_HOLD_EXPIRED, 5);
+    metrics_holds(METRICS_HOLD_CONFIRMED, 0); /* nothing */
+    metrics_payment(METRICS_PAY_BALANCE, METRICS_PAY_COMPLETED);
+    metrics_payment(METRICS_PAY_METHODS, METRICS_PAY_COMPLETED); /* out of range: ignored */
+    metrics_commit(1, 300);                                      /* 0.3 ms: within 0.5 ms */
+    metrics_commit(40, 3000);  /* 3 ms, 40 writes: within 5 ms, within 64 */
+    metrics_commit(1000, 2e6); /* past the last bounds: +Inf only */
+    struct arena *a = arena_create();
+    struct mtext t;
+    mtext_init(&t, a);
+    metrics_write_domain(&t);
+    const char *s = t.buf;
+    assert_true(line_value(s, "concertd_holds_total{event=\"created\"}") == 6000);
+    assert_true(line_value(s, "concertd_holds_total{event=\"expired\"}") == 5);
+    assert_true(line_value(s, "concertd_holds_total{event=\"confirmed\"}") == 0);
+    assert_true(line_value(s, "concertd_payments_total{method=\"card\",result=\"declined\"}") ==
+                3000);
+    assert_true(line_value(s, "concertd_payments_total{method=\"balance\",result=\"completed\"}") ==
+                1);
+    assert_true(line_value(s, "concertd_payments_total{method=\"balance\",result=\"error\"}") == 0);
+    assert_true(line_value(s, "concertd_store_commit_duration_seconds_bucket{le=\"0.00025\"}") ==
+                0);
+    assert_true(line_value(s, "concertd_store_commit_duration_seconds_bucket{le=\"0.0005\"}") == 1);
+    assert_true(line_value(s, "concertd_store_commit_duration_seconds_bucket{le=\"0.005\"}") == 2);
+    assert_true(line_value(s, "concertd_store_commit_duration_seconds_bucket{le=\"1\"}") == 2);
+    assert_true(line_value(s, "concertd_store_commit_duration_seconds_bucket{le=\"+Inf\"}") == 3);
+    assert_true(line_value(s, "concertd_store_commit_duration_seconds_count") == 3);
+    assert_true(line_value(s, "concertd_store_commit_duration_seconds_sum") == 2.0033);
+    assert_true(line_value(s, "concertd_store_commit_batch_size_bucket{le=\"32\"}") == 1);
+    assert_true(line_value(s, "concertd_store_commit_batch_size_bucket{le=\"64\"}") == 2);
+    assert_true(line_value(s, "concertd_store_commit_batch_size_bucket{le=\"256\"}") == 2);
+    assert_true(line_value(s, "concertd_store_commit_batch_size_sum") == 1041);
+    assert_non_null(strstr(s, "# TYPE concertd_store_commit_batch_size histogram\n"));
+    arena_destroy(a);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_threads_add_up_and_series_are_labelled),
         cmocka_unit_test(test_text_grows_past_its_first_buffer),
+        cmocka_unit_test(test_domain_counters_and_commit_histograms_add_up),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
