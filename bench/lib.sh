@@ -91,7 +91,7 @@ start_nginx() {
   mkdir -p "$WORK/nginx"
   cat >"$WORK/nginx/nginx.conf" <<EOF
 daemon off;
-worker_processes 2;
+worker_processes ${NGINX_WORKERS:-2};
 pid $WORK/nginx/nginx.pid;
 error_log $WORK/nginx/error.log warn;
 worker_rlimit_nofile 65536;

@@ -64,7 +64,8 @@ static const char usage[] =
     "  --poll D              poll interval (queue-flood 3s, others 1s)\n"
     "  --think D             pause between iterations (0)\n"
     "  --wait D              longest wait in the line before giving up (10m)\n"
-    "  --user-base N         user ids are N+1.. (queue-flood, full-flow default 1000000)\n"
+    "  --user-base N         user ids are N+1.. (queue-flood 1000000, balance scenarios 2000000,\n"
+    "                        others 0: the seeded users, who have a balance and tokens)\n"
     "  --users N             balance scenarios: users picked among user-base+1..+N (100000)\n"
     "  --concert N           booking: the concert (1)\n"
     "  --token-pattern P     booking: token of user n ({n} replaced; queue_token_{n})\n"
@@ -408,8 +409,9 @@ static void parse_args(struct opts *o, int argc, char **argv) {
     if (o->scenario == S_GET && !o->npaths) die("--scenario get needs --path or --paths");
     if (o->scenario != S_GET && (o->npaths || o->body)) die("--path/--paths/--body are for --scenario get");
     if (!have_poll) o->poll_us = o->scenario == S_QUEUE_FLOOD ? 3000000 : 1000000;
-    if (!have_ubase && (o->scenario == S_QUEUE_FLOOD || o->scenario == S_FULL_FLOW))
-        o->user_base = 1000000;
+    if (!have_ubase && o->scenario == S_QUEUE_FLOOD) o->user_base = 1000000; /* as the k6 scripts */
+    if (!have_ubase && (o->scenario == S_BALANCE || o->scenario == S_CLASSIC_BALANCE))
+        o->user_base = 2000000;
     if (o->timeout_us < 1000) die("--timeout: at least 1ms");
     /* the executor */
     int modes = (stages != NULL) + (o->test != NULL) + (o->iterations > 0) + (o->rate > 0);
