@@ -44,7 +44,7 @@ static void chart(FILE *f, const char *id, const char *title, const char *unit, 
     for (int g = 0; g <= 4; g++) { /* horizontal grid and y labels */
         double y = MT + ph - ph * g / 4.0;
         fprintf(f, "<line x1=\"%d\" x2=\"%d\" y1=\"%.1f\" y2=\"%.1f\" class=\"g\"/>"
-                   "<text x=\"%d\" y=\"%.1f\" class=\"y\">%.4g</text>\n",
+                   "<text x=\"%d\" y=\"%.1f\" class=\"y\">%.6g</text>\n",
                 ML, W - MR, y, y, ML - 6, y + 4, top * g / 4.0);
     }
     size_t step = n > 10 ? (n + 9) / 10 : 1;
