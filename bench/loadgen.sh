@@ -27,7 +27,6 @@ CONNS=${BENCH_CONNS:-64}
 ROUNDS=${BENCH_ROUNDS:-2}
 NCPU=${BENCH_NGINX_CPU:-0}
 GCPU=${BENCH_GEN_CPU:-1}
-LOAD=${CONCERT_LOAD_BIN:-$(dirname "$BIN")/concert-load}
 [ -x "$LOAD" ] || die "no concert-load binary at $LOAD (build it, or set CONCERT_LOAD_BIN)"
 
 mkdir -p "$WORK/www"

@@ -75,7 +75,7 @@ struct worker {
     struct conn *conns;
     size_t nconn;
     uint32_t *free_conns, *failed, *waitq, *idle_vus;
-    size_t nfree, nfailed, wq_head, wq_len, nidle_vus;
+    size_t nfree, nfailed, wq_head, wq_len, idle_head, nidle_vus;
     struct timer *heap;
     size_t nheap;
     long running, target, finished;
@@ -157,7 +157,8 @@ static void vu_park(struct worker *w, struct vu *v, int finished) {
     if (v->phase != V_IDLE && v->phase != V_FINISHED) w->running--;
     v->phase = finished ? V_FINISHED : V_IDLE;
     if (finished) w->finished++;
-    if (!finished && w->o->executor == X_ARRIVAL) w->idle_vus[w->nidle_vus++] = v->idx;
+    if (!finished && w->o->executor == X_ARRIVAL) /* FIFO: each user in turn */
+        w->idle_vus[(w->idle_head + w->nidle_vus++) % w->nvu] = v->idx;
 }
 
 static int should_stop(struct worker *w, struct vu *v) {
@@ -458,8 +459,14 @@ static void executor_tick(struct worker *w) {
     } else if (o->executor == X_ARRIVAL) {
         while (w->next_arrival <= w->c.now) {
             w->next_arrival += w->arrival_gap;
-            if (w->nidle_vus) vu_begin(w, &w->vus[w->idle_vus[--w->nidle_vus]]);
-            else w->m.dropped++;
+            if (!w->nidle_vus) {
+                w->m.dropped++;
+                continue;
+            }
+            struct vu *v = &w->vus[w->idle_vus[w->idle_head]];
+            w->idle_head = (w->idle_head + 1) % w->nvu;
+            w->nidle_vus--;
+            vu_begin(w, v);
         }
     }
 }
@@ -586,7 +593,7 @@ static void worker_init(struct run *r, struct worker *w, int id) {
     w->heap = xcalloc(w->nvu, sizeof(struct timer));
     w->idle_vus = xcalloc(w->nvu, sizeof(uint32_t));
     if (o->executor == X_ARRIVAL) {
-        for (size_t i = 0; i < w->nvu; i++) w->idle_vus[w->nidle_vus++] = (uint32_t)(w->nvu - 1 - i);
+        for (size_t i = 0; i < w->nvu; i++) w->idle_vus[w->nidle_vus++] = (uint32_t)i;
         double rate = o->rate / o->threads;
         w->arrival_gap = rate > 0 ? (int64_t)(1e6 / rate) : INT64_MAX / 4;
         if (w->arrival_gap < 1) w->arrival_gap = 1;

@@ -90,6 +90,8 @@ struct opts {
     char **paths; /* S_GET: paths to cycle through */
     size_t npaths;
     const char *body;
+    char **tokens; /* --tokens: user n sends line n as QUEUE-TOKEN */
+    size_t ntokens;
     char headers[MAX_HEADERS][256];
     int nheaders;
     /* verdicts and output */

@@ -70,7 +70,10 @@ static const char usage[] =
     "  --concert N           booking: the concert (1)\n"
     "  --token-pattern P     booking: token of user n ({n} replaced; queue_token_{n})\n"
     "  --limit N             seats per seat page (100)\n"
-    "  --path P --paths FILE --method M --body JSON --header 'Name: value'   (get)\n"
+    "  --path P --paths FILE --method M --body JSON --header 'Name: value'   (get;\n"
+    "                        in a path or the body, {n} is the user id, {i} a number unique\n"
+    "                        to each iteration of each user)\n"
+    "  --tokens FILE         user n sends line n of FILE as its QUEUE-TOKEN\n"
     "  --timeout D           per request (10s)       --grace D   finish in-flight requests (5s)\n"
     "  --quiet               no text summary\n";
 
@@ -304,6 +307,26 @@ static void read_paths(struct opts *o, const char *file) {
     if (!o->npaths) die("--paths: '%s' has no paths", file);
 }
 
+static void read_tokens(struct opts *o, const char *file) {
+    FILE *f = fopen(file, "r");
+    if (!f) die("--tokens: cannot open '%s': %s", file, strerror(errno));
+    char line[256];
+    size_t cap = 0;
+    while (fgets(line, sizeof(line), f)) {
+        line[strcspn(line, "\r\n")] = '\0';
+        if (!line[0]) continue;
+        if (strlen(line) >= 64 || strpbrk(line, " \t:")) die("--tokens: '%s' is not a token", line);
+        if (o->ntokens == cap) {
+            cap = cap ? 2 * cap : 1024;
+            o->tokens = realloc(o->tokens, cap * sizeof(char *));
+            if (!o->tokens) abort();
+        }
+        o->tokens[o->ntokens++] = strdup(line);
+    }
+    fclose(f);
+    if (!o->ntokens) die("--tokens: '%s' has no tokens", file);
+}
+
 static void add_path(struct opts *o, const char *p) {
     if (p[0] != '/' || strlen(p) >= 190) die("--path: '%s' is not a path under 190 bytes", p);
     o->paths = realloc(o->paths, (o->npaths + 1) * sizeof(char *));
@@ -323,7 +346,7 @@ static void parse_args(struct opts *o, int argc, char **argv) {
     enum { O_TARGET = 256, O_SCENARIO, O_VUS, O_DURATION, O_STAGES, O_RATE, O_ITER, O_THRESH,
            O_JSON, O_HTML, O_TEST, O_CONNS, O_THREADS, O_SOURCE, O_POLL, O_THINK, O_WAIT,
            O_UBASE, O_USERS, O_CONCERT, O_TOKPAT, O_LIMIT, O_PATH, O_PATHS, O_METHOD, O_BODY,
-           O_HEADER, O_TIMEOUT, O_GRACE, O_QUIET, O_HELP };
+           O_HEADER, O_TIMEOUT, O_GRACE, O_QUIET, O_HELP, O_TOKENS };
     static const struct option lo[] = {
         {"target", 1, 0, O_TARGET}, {"scenario", 1, 0, O_SCENARIO}, {"vus", 1, 0, O_VUS},
         {"duration", 1, 0, O_DURATION}, {"stages", 1, 0, O_STAGES}, {"rate", 1, 0, O_RATE},
@@ -335,7 +358,7 @@ static void parse_args(struct opts *o, int argc, char **argv) {
         {"limit", 1, 0, O_LIMIT}, {"path", 1, 0, O_PATH}, {"paths", 1, 0, O_PATHS},
         {"method", 1, 0, O_METHOD}, {"body", 1, 0, O_BODY}, {"header", 1, 0, O_HEADER},
         {"timeout", 1, 0, O_TIMEOUT}, {"grace", 1, 0, O_GRACE}, {"quiet", 0, 0, O_QUIET},
-        {"help", 0, 0, O_HELP}, {0, 0, 0, 0}};
+        {"help", 0, 0, O_HELP}, {"tokens", 1, 0, O_TOKENS}, {0, 0, 0, 0}};
     const char *target = NULL, *stages = NULL;
     int scenario = -1, have_vus = 0, have_duration = 0, have_ubase = 0, have_poll = 0;
     o->vus = 10, o->duration_us = 30000000, o->grace_us = 5000000, o->timeout_us = 10000000;
@@ -379,6 +402,7 @@ static void parse_args(struct opts *o, int argc, char **argv) {
         case O_LIMIT: o->limit = parse_long("--limit", optarg, 1, 1000); break;
         case O_PATH: add_path(o, optarg); break;
         case O_PATHS: read_paths(o, optarg); break;
+        case O_TOKENS: read_tokens(o, optarg); break;
         case O_METHOD:
             if (strspn(optarg, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") != strlen(optarg) || !*optarg)
                 die("--method: '%s' is not a method", optarg);
@@ -601,6 +625,8 @@ int main(int argc, char **argv) {
     engine_free(&r);
     free(res.m.sec), free(r.vus_sec), free(r.target_sec);
     for (size_t i = 0; i < o.npaths; i++) free(o.paths[i]);
+    for (size_t i = 0; i < o.ntokens; i++) free(o.tokens[i]);
+    free(o.tokens);
     free(o.paths);
     if (interrupted) return 130;
     return res.thresholds_ok ? 0 : 1;

@@ -41,6 +41,12 @@ static int is_2xx(const struct resp *r) {
 }
 
 void scn_init_vu(struct vu *v, const struct opts *o) {
+    if (o->ntokens) { /* --tokens: the n-th user's line */
+        size_t i = (size_t)(v->user - o->user_base - 1) % o->ntokens;
+        snprintf(v->token, sizeof(v->token), "%s", o->tokens[i]);
+        v->has_token = 1;
+        return;
+    }
     if (o->scenario != S_BOOKING) return;
     /* queue_token_{n}: {n} is the user id */
     const char *p = strstr(o->token_pattern, "{n}");
@@ -386,6 +392,24 @@ static void v1_request(const struct vu *v, const struct opts *o, struct req *q) 
     }
 }
 
+/* src with every {n} replaced by the user id, and every {i} by a number
+ * unique to this iteration of this user among all users' iterations
+ * (user-base + 1 + user index + iteration x VUs). */
+static void subst(char *dst, size_t cap, const char *src, const struct vu *v, const struct opts *o) {
+    size_t off = 0;
+    while (*src && off + 1 < cap) {
+        if (src[0] == '{' && (src[1] == 'n' || src[1] == 'i') && src[2] == '}') {
+            long id = src[1] == 'n' ? v->user : v->user + v->iters * o->vus;
+            int n = snprintf(dst + off, cap - off, "%ld", id);
+            off = n > 0 && (size_t)n < cap - off ? off + (size_t)n : cap - 1;
+            src += 3;
+        } else {
+            dst[off++] = *src++;
+        }
+    }
+    dst[off] = '\0';
+}
+
 void scn_request(const struct vu *v, struct sctx *c, struct req *q) {
     const struct opts *o = c->o;
     q->method = "GET";
@@ -395,11 +419,10 @@ void scn_request(const struct vu *v, struct sctx *c, struct req *q) {
     if (v->step == ST_GET) {
         q->route = R_GET;
         q->method = o->method;
-        q->token = NULL;
         q->expect[0] = 0; /* any 2xx */
         size_t i = o->npaths > 1 ? (size_t)(load_rand(c) % o->npaths) : 0;
-        snprintf(q->path, sizeof(q->path), "%s", o->paths[i]);
-        if (o->body) snprintf(q->body, sizeof(q->body), "%s", o->body);
+        subst(q->path, sizeof(q->path), o->paths[i], v, o);
+        if (o->body) subst(q->body, sizeof(q->body), o->body, v, o);
         return;
     }
     if (o->scenario == S_CLASSIC_FLOW || o->scenario == S_CLASSIC_BALANCE) {
