@@ -476,7 +476,7 @@ static void wake_timers(struct worker *w) {
     while (w->nheap && w->heap[0].due <= w->c.now) {
         struct vu *v = &w->vus[heap_pop(w).vu];
         if (v->phase != V_SLEEP) continue;
-        if (stopping || (v->step == 0 && should_stop(w, v))) vu_park(w, v, 0);
+        if (stopping || should_stop(w, v)) vu_park(w, v, 0); /* ramp-down: at a pause */
         else if (v->step == 0) vu_begin(w, v);
         else {
             v->phase = V_READY;
