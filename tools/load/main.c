@@ -287,51 +287,38 @@ const char *load_stages_text(const struct opts *o, char *buf, size_t cap) {
 
 /* ---- options ---------------------------------------------------------------- */
 
-static void read_paths(struct opts *o, const char *file) {
+/* Appends s to the list *v (*n entries). */
+static void push(char ***v, size_t *n, const char *s) {
+    if ((*n & (*n - 1)) == 0) { /* 0, 1, 2, 4, ...: grow to the next power of two */
+        *v = realloc(*v, (*n ? 2 * *n : 1) * sizeof(char *));
+        if (!*v) abort();
+    }
+    (*v)[(*n)++] = strdup(s);
+}
+
+static int is_path(const char *s) {
+    return s[0] == '/' && strlen(s) < 190;
+}
+
+static int is_token(const char *s) {
+    return strlen(s) < 64 && !strpbrk(s, " \t:");
+}
+
+/* The non-empty lines of file onto *v; each must pass ok(), or the option
+ * opt is refused naming the line. */
+static void read_lines(const char *opt, const char *file, int (*ok)(const char *), char ***v,
+                       size_t *n) {
     FILE *f = fopen(file, "r");
-    if (!f) die("--paths: cannot open '%s': %s", file, strerror(errno));
+    if (!f) die("%s: cannot open '%s': %s", opt, file, strerror(errno));
     char line[512];
-    size_t cap = 0;
     while (fgets(line, sizeof(line), f)) {
         line[strcspn(line, "\r\n")] = '\0';
         if (!line[0]) continue;
-        if (line[0] != '/' || strlen(line) >= 190) die("--paths: '%s' is not a path under 190 bytes", line);
-        if (o->npaths == cap) {
-            cap = cap ? 2 * cap : 256;
-            o->paths = realloc(o->paths, cap * sizeof(char *));
-            if (!o->paths) abort();
-        }
-        o->paths[o->npaths++] = strdup(line);
+        if (!ok(line)) die("%s: '%s' in %s is not valid there", opt, line, file);
+        push(v, n, line);
     }
     fclose(f);
-    if (!o->npaths) die("--paths: '%s' has no paths", file);
-}
-
-static void read_tokens(struct opts *o, const char *file) {
-    FILE *f = fopen(file, "r");
-    if (!f) die("--tokens: cannot open '%s': %s", file, strerror(errno));
-    char line[256];
-    size_t cap = 0;
-    while (fgets(line, sizeof(line), f)) {
-        line[strcspn(line, "\r\n")] = '\0';
-        if (!line[0]) continue;
-        if (strlen(line) >= 64 || strpbrk(line, " \t:")) die("--tokens: '%s' is not a token", line);
-        if (o->ntokens == cap) {
-            cap = cap ? 2 * cap : 1024;
-            o->tokens = realloc(o->tokens, cap * sizeof(char *));
-            if (!o->tokens) abort();
-        }
-        o->tokens[o->ntokens++] = strdup(line);
-    }
-    fclose(f);
-    if (!o->ntokens) die("--tokens: '%s' has no tokens", file);
-}
-
-static void add_path(struct opts *o, const char *p) {
-    if (p[0] != '/' || strlen(p) >= 190) die("--path: '%s' is not a path under 190 bytes", p);
-    o->paths = realloc(o->paths, (o->npaths + 1) * sizeof(char *));
-    if (!o->paths) abort();
-    o->paths[o->npaths++] = strdup(p);
+    if (!*n) die("%s: '%s' has no lines", opt, file);
 }
 
 static int scenario_of(const char *s) {
@@ -400,9 +387,12 @@ static void parse_args(struct opts *o, int argc, char **argv) {
             snprintf(o->token_pattern, sizeof(o->token_pattern), "%s", optarg);
             break;
         case O_LIMIT: o->limit = parse_long("--limit", optarg, 1, 1000); break;
-        case O_PATH: add_path(o, optarg); break;
-        case O_PATHS: read_paths(o, optarg); break;
-        case O_TOKENS: read_tokens(o, optarg); break;
+        case O_PATH:
+            if (!is_path(optarg)) die("--path: '%s' is not a path under 190 bytes", optarg);
+            push(&o->paths, &o->npaths, optarg);
+            break;
+        case O_PATHS: read_lines("--paths", optarg, is_path, &o->paths, &o->npaths); break;
+        case O_TOKENS: read_lines("--tokens", optarg, is_token, &o->tokens, &o->ntokens); break;
         case O_METHOD:
             if (strspn(optarg, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") != strlen(optarg) || !*optarg)
                 die("--method: '%s' is not a method", optarg);
