@@ -154,7 +154,9 @@ int report_html(const char *path, const struct opts *o, const struct result *res
     chart(f, "latency", "Latency percentiles", "ms", n, s2, 4);
     struct series s3[] = {{"failed/s", "#c62828", fail}};
     chart(f, "errors", "Failed requests", "per second", n, s3, 1);
-    struct series s4[] = {{"VUs running", "#00838f", vus}, {"VUs target", "#9e9e9e", tgt}};
+    int ramp = o->executor == X_CONSTANT || o->executor == X_RAMPING;
+    struct series s4[] = {{"VUs running", "#00838f", vus},
+                          {ramp ? "VUs target" : "VUs allotted", "#9e9e9e", tgt}};
     chart(f, "vus", "Virtual users", "count", n, s4, 2);
     fputs("</body></html>\n", f);
     free(v);
