@@ -382,7 +382,7 @@ static void conn_readable(struct worker *w, struct conn *k) {
             if (!k->in) abort();
         }
         ssize_t n = recv(k->fd, k->in + k->inlen, k->incap - k->inlen, 0);
-        if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+        if (n < 0 && (errno == EAGAIN || errno == EINTR)) break; /* drained: parse what came */
         if (n <= 0) {
             if (k->vu) conn_fail(w, k);
             else conn_close(w, k); /* an idle keep-alive connection closed: fine */
