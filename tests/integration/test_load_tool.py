@@ -293,7 +293,13 @@ def png_pixels(data):
 def test_html_report_shows_its_charts_in_chromium(server, tmp_path):
     srv = server(tokens=False)
     html = tmp_path / "report.html"
-    load(srv.url, "balance", "--stages", "1s:5,1s:20,1s:5", "--html", html, tmp_path=tmp_path)
+    charts = tmp_path / "charts"
+    charts.mkdir()
+    load(srv.url, "balance", "--stages", "1s:5,1s:20,1s:5", "--html", html, "--svg", charts,
+         tmp_path=tmp_path)
+    for chart in ("throughput", "latency", "errors", "vus"):  # standalone copies
+        svg = (charts / f"{chart}.svg").read_text()
+        assert svg.startswith("<?xml") and "<polyline" in svg and svg.rstrip().endswith("</svg>")
     text = html.read_text()
     for chart in ("throughput", "latency", "errors", "vus"):
         assert f'<svg id="{chart}"' in text, chart

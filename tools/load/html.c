@@ -37,9 +37,13 @@ static void chart(FILE *f, const char *id, const char *title, const char *unit, 
     top = nice_max(top);
     double pw = W - ML - MR, ph = H - MT - MB;
     double dx = n > 1 ? pw / (double)(n - 1) : pw;
-    fprintf(f, "<figure><svg id=\"%s\" class=\"chart\" xmlns=\"http://www.w3.org/2000/svg\" "
-               "viewBox=\"0 0 %d %d\" width=\"%d\" height=\"%d\" role=\"img\">\n<title>%s</title>\n",
-            id, W, H, W, H, title);
+    fprintf(f, "<svg id=\"%s\" class=\"chart\" xmlns=\"http://www.w3.org/2000/svg\" "
+               "viewBox=\"0 0 %d %d\" width=\"%d\" height=\"%d\" role=\"img\">\n<title>%s</title>\n"
+               "<style>text{font-family:sans-serif}.g{stroke:#ddd}.frame{fill:none;stroke:#888}"
+               ".t{font-weight:bold;font-size:14px}.y{text-anchor:end;font-size:11px;fill:#555}"
+               ".x{text-anchor:middle;font-size:11px;fill:#555}.k{font-size:12px}</style>\n"
+               "<rect width=\"%d\" height=\"%d\" fill=\"#fff\"/>\n",
+            id, W, H, W, H, title, W, H);
     fprintf(f, "<text x=\"%d\" y=\"18\" class=\"t\">%s (%s)</text>\n", ML, title, unit);
     for (int g = 0; g <= 4; g++) { /* horizontal grid and y labels */
         double y = MT + ph - ph * g / 4.0;
@@ -60,7 +64,7 @@ static void chart(FILE *f, const char *id, const char *title, const char *unit, 
                    "<text x=\"%d\" y=\"%d\" class=\"k\">%s</text>\n",
                 W - MR - 150, MT + 4 + 18 * k, s[k].color, W - MR - 132, MT + 15 + 18 * k, s[k].name);
     }
-    fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"%.0f\" height=\"%.0f\" class=\"frame\"/>\n</svg></figure>\n",
+    fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"%.0f\" height=\"%.0f\" class=\"frame\"/>\n</svg>\n",
             ML, MT, pw, ph);
 }
 
@@ -114,30 +118,74 @@ static void summary(FILE *f, const struct opts *o, const struct result *res) {
                 res->broke_vus, res->broke ? res->broke_why : "-", res->best_rps, res->best_vus);
 }
 
+/* The per-second values the charts draw: 9 series of res->nsec each. */
+enum { V_RPS, V_FAIL, V_P50, V_P90, V_P95, V_P99, V_VUS, V_TGT, V_ITR, V_N };
+
+static double *series_values(const struct result *res) {
+    size_t n = res->nsec;
+    double *v = calloc(n * V_N, sizeof(double));
+    if (!v) abort();
+    for (size_t s = 0; s < n; s++) {
+        const struct second *x = &res->m.sec[s];
+        v[V_RPS * n + s] = (double)x->reqs, v[V_FAIL * n + s] = (double)x->failed;
+        v[V_ITR * n + s] = (double)x->iters;
+        v[V_P50 * n + s] = hist_pct(&x->h, 50) / 1000, v[V_P90 * n + s] = hist_pct(&x->h, 90) / 1000;
+        v[V_P95 * n + s] = hist_pct(&x->h, 95) / 1000, v[V_P99 * n + s] = hist_pct(&x->h, 99) / 1000;
+        v[V_VUS * n + s] = (double)res->vus_sec[s], v[V_TGT * n + s] = (double)res->target_sec[s];
+    }
+    return v;
+}
+
+static const char *const chart_id[4] = {"throughput", "latency", "errors", "vus"};
+
+/* Chart k (0..3) into f. */
+static void chart_k(FILE *f, int k, const struct opts *o, const struct result *res, const double *v) {
+    size_t n = res->nsec;
+    int ramp = o->executor == X_CONSTANT || o->executor == X_RAMPING;
+    struct series s1[] = {{"requests/s", "#1565c0", v + V_RPS * n}, {"iterations/s", "#6a1b9a", v + V_ITR * n}};
+    struct series s2[] = {{"p50", "#2e7d32", v + V_P50 * n}, {"p90", "#f9a825", v + V_P90 * n},
+                          {"p95", "#ef6c00", v + V_P95 * n}, {"p99", "#c62828", v + V_P99 * n}};
+    struct series s3[] = {{"failed/s", "#c62828", v + V_FAIL * n}};
+    struct series s4[] = {{"VUs running", "#00838f", v + V_VUS * n},
+                          {ramp ? "VUs target" : "VUs allotted", "#9e9e9e", v + V_TGT * n}};
+    switch (k) {
+    case 0: chart(f, chart_id[k], "Throughput", "per second", n, s1, 2); break;
+    case 1: chart(f, chart_id[k], "Latency percentiles", "ms", n, s2, 4); break;
+    case 2: chart(f, chart_id[k], "Failed requests", "per second", n, s3, 1); break;
+    default: chart(f, chart_id[k], "Virtual users", "count", n, s4, 2); break;
+    }
+}
+
+int report_svg(const char *dir, const struct opts *o, const struct result *res) {
+    double *v = series_values(res);
+    int rc = 0;
+    for (int k = 0; k < 4 && rc == 0; k++) {
+        char path[4096];
+        snprintf(path, sizeof(path), "%s/%s.svg", dir, chart_id[k]);
+        FILE *f = fopen(path, "w");
+        if (!f) {
+            rc = -1;
+            break;
+        }
+        fputs("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n", f);
+        chart_k(f, k, o, res, v);
+        rc = fclose(f);
+    }
+    free(v);
+    return rc;
+}
+
 int report_html(const char *path, const struct opts *o, const struct result *res) {
     FILE *f = fopen(path, "w");
     if (!f) return -1;
-    size_t n = res->nsec;
-    double *v = calloc(n * 9, sizeof(double));
-    if (!v) abort();
-    double *rps = v, *fail = v + n, *p50 = v + 2 * n, *p90 = v + 3 * n, *p95 = v + 4 * n,
-           *p99 = v + 5 * n, *vus = v + 6 * n, *tgt = v + 7 * n, *itr = v + 8 * n;
-    for (size_t s = 0; s < n; s++) {
-        const struct second *x = &res->m.sec[s];
-        rps[s] = (double)x->reqs, fail[s] = (double)x->failed, itr[s] = (double)x->iters;
-        p50[s] = hist_pct(&x->h, 50) / 1000, p90[s] = hist_pct(&x->h, 90) / 1000;
-        p95[s] = hist_pct(&x->h, 95) / 1000, p99[s] = hist_pct(&x->h, 99) / 1000;
-        vus[s] = (double)res->vus_sec[s], tgt[s] = (double)res->target_sec[s];
-    }
+    double *v = series_values(res);
     fprintf(f, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
                "<title>concert-load: %s</title>\n<style>\n"
                "body{font:14px/1.4 sans-serif;margin:24px;color:#222;background:#fff}\n"
                "table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ccc;padding:3px 8px;"
                "text-align:right}td:first-child,th:first-child{text-align:left}th{background:#eef}\n"
                "tr.all{font-weight:bold}.bad{color:#b00020}.ok{color:#1b5e20}figure{margin:12px 0}\n"
-               ".g{stroke:#ddd}.frame{fill:none;stroke:#888}.t{font-weight:bold;font-size:14px}"
-               ".y{text-anchor:end;font-size:11px;fill:#555}.x{text-anchor:middle;font-size:11px;fill:#555}"
-               ".k{font-size:12px}\n</style></head><body>\n",
+               "</style></head><body>\n",
             load_scenario_name[o->scenario]);
     fprintf(f, "<h1>concert-load: %s</h1>\n<p>target http://%s:%d &middot; executor %s%s%s &middot; "
                "%ld VUs max over %ld connections, %d threads &middot; %.1f s from %s &middot; "
@@ -147,17 +195,11 @@ int report_html(const char *path, const struct opts *o, const struct result *res
             res->started, res->thresholds_ok ? "ok" : "bad", res->thresholds_ok ? "passed" : "FAILED");
     summary(f, o, res);
     fputs("<h2>Over time</h2>\n", f);
-    struct series s1[] = {{"requests/s", "#1565c0", rps}, {"iterations/s", "#6a1b9a", itr}};
-    chart(f, "throughput", "Throughput", "per second", n, s1, 2);
-    struct series s2[] = {{"p50", "#2e7d32", p50}, {"p90", "#f9a825", p90}, {"p95", "#ef6c00", p95},
-                          {"p99", "#c62828", p99}};
-    chart(f, "latency", "Latency percentiles", "ms", n, s2, 4);
-    struct series s3[] = {{"failed/s", "#c62828", fail}};
-    chart(f, "errors", "Failed requests", "per second", n, s3, 1);
-    int ramp = o->executor == X_CONSTANT || o->executor == X_RAMPING;
-    struct series s4[] = {{"VUs running", "#00838f", vus},
-                          {ramp ? "VUs target" : "VUs allotted", "#9e9e9e", tgt}};
-    chart(f, "vus", "Virtual users", "count", n, s4, 2);
+    for (int k = 0; k < 4; k++) {
+        fputs("<figure>", f);
+        chart_k(f, k, o, res, v);
+        fputs("</figure>\n", f);
+    }
     fputs("</body></html>\n", f);
     free(v);
     return fclose(f);

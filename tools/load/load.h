@@ -97,7 +97,7 @@ struct opts {
     /* verdicts and output */
     struct threshold th[MAX_THRESHOLDS];
     int nth;
-    const char *json_path, *html_path;
+    const char *json_path, *html_path, *svg_dir;
     int quiet;
 };
 
@@ -237,3 +237,5 @@ void report_text(FILE *f, const struct opts *o, const struct result *res);
 int report_json(const char *path, const struct opts *o, const struct result *res);
 /* html.c */
 int report_html(const char *path, const struct opts *o, const struct result *res);
+/* The four charts as standalone SVG files dir/{throughput,latency,errors,vus}.svg. */
+int report_svg(const char *dir, const struct opts *o, const struct result *res);

@@ -61,6 +61,7 @@ static const char usage[] =
     "  --threshold EXPR      [route:]metric<op>value: p95<50ms, p(99)<=0.2s, avg<5ms, max<1s,\n"
     "                        failed<1%, checks>99%, rps>1000 (repeatable)\n"
     "  --json FILE           everything measured, as JSON     --html FILE   the HTML report\n"
+    "  --svg DIR             the report's four charts as DIR/{throughput,latency,errors,vus}.svg\n"
     "  --poll D              poll interval (queue-flood 3s, others 1s)\n"
     "  --think D             pause between iterations (0)\n"
     "  --wait D              longest wait in the line before giving up (10m)\n"
@@ -333,7 +334,7 @@ static void parse_args(struct opts *o, int argc, char **argv) {
     enum { O_TARGET = 256, O_SCENARIO, O_VUS, O_DURATION, O_STAGES, O_RATE, O_ITER, O_THRESH,
            O_JSON, O_HTML, O_TEST, O_CONNS, O_THREADS, O_SOURCE, O_POLL, O_THINK, O_WAIT,
            O_UBASE, O_USERS, O_CONCERT, O_TOKPAT, O_LIMIT, O_PATH, O_PATHS, O_METHOD, O_BODY,
-           O_HEADER, O_TIMEOUT, O_GRACE, O_QUIET, O_HELP, O_TOKENS };
+           O_HEADER, O_TIMEOUT, O_GRACE, O_QUIET, O_HELP, O_TOKENS, O_SVG };
     static const struct option lo[] = {
         {"target", 1, 0, O_TARGET}, {"scenario", 1, 0, O_SCENARIO}, {"vus", 1, 0, O_VUS},
         {"duration", 1, 0, O_DURATION}, {"stages", 1, 0, O_STAGES}, {"rate", 1, 0, O_RATE},
@@ -345,7 +346,7 @@ static void parse_args(struct opts *o, int argc, char **argv) {
         {"limit", 1, 0, O_LIMIT}, {"path", 1, 0, O_PATH}, {"paths", 1, 0, O_PATHS},
         {"method", 1, 0, O_METHOD}, {"body", 1, 0, O_BODY}, {"header", 1, 0, O_HEADER},
         {"timeout", 1, 0, O_TIMEOUT}, {"grace", 1, 0, O_GRACE}, {"quiet", 0, 0, O_QUIET},
-        {"help", 0, 0, O_HELP}, {"tokens", 1, 0, O_TOKENS}, {0, 0, 0, 0}};
+        {"help", 0, 0, O_HELP}, {"tokens", 1, 0, O_TOKENS}, {"svg", 1, 0, O_SVG}, {0, 0, 0, 0}};
     const char *target = NULL, *stages = NULL;
     int scenario = -1, have_vus = 0, have_duration = 0, have_ubase = 0, have_poll = 0;
     o->vus = 10, o->duration_us = 30000000, o->grace_us = 5000000, o->timeout_us = 10000000;
@@ -372,6 +373,7 @@ static void parse_args(struct opts *o, int argc, char **argv) {
         case O_THRESH: parse_threshold(o, optarg); break;
         case O_JSON: o->json_path = optarg; break;
         case O_HTML: o->html_path = optarg; break;
+        case O_SVG: o->svg_dir = optarg; break;
         case O_TEST: o->test = optarg; break;
         case O_CONNS: o->conns = parse_long("--connections", optarg, 1, 1000000); break;
         case O_THREADS: o->threads = (int)parse_long("--threads", optarg, 1, 256); break;
@@ -610,6 +612,10 @@ int main(int argc, char **argv) {
     }
     if (o.html_path && report_html(o.html_path, &o, &res) != 0) {
         fprintf(stderr, "concert-load: cannot write %s: %s\n", o.html_path, strerror(errno));
+        return 2;
+    }
+    if (o.svg_dir && report_svg(o.svg_dir, &o, &res) != 0) {
+        fprintf(stderr, "concert-load: cannot write the charts into %s: %s\n", o.svg_dir, strerror(errno));
         return 2;
     }
     engine_free(&r);
