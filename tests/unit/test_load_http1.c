@@ -70,7 +70,8 @@ static void test_request_carries_token_and_body(void **state) {
     strcpy(q.body, "{\"a\":1}");
     size_t n = h1_write(buf, sizeof(buf), &q, "h:1", "X-A: b\r\n");
     assert_int_equal(n, strlen(buf));
-    assert_non_null(strstr(buf, "POST /api/v1/x HTTP/1.1\r\nHost: h:1\r\nQUEUE-TOKEN: tok\r\nX-A: b\r\n"));
+    assert_non_null(
+        strstr(buf, "POST /api/v1/x HTTP/1.1\r\nHost: h:1\r\nQUEUE-TOKEN: tok\r\nX-A: b\r\n"));
     assert_non_null(strstr(buf, "Content-Length: 7\r\n\r\n{\"a\":1}"));
     assert_int_equal(h1_write(buf, 20, &q, "h:1", ""), 0); /* does not fit */
 }

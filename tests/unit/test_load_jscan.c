@@ -16,7 +16,7 @@ static void test_jscan_reads_fields(void **state) {
     int64_t v = 0;
     assert_int_equal(js_str(b, "token", s, sizeof(s)), 1);
     assert_string_equal(s, "abc");
-    assert_int_equal(js_str(b, "token", s, 3), 0); /* does not fit */
+    assert_int_equal(js_str(b, "token", s, 3), 0);      /* does not fit */
     assert_int_equal(js_int(b, "userId", &v, NULL), 1); /* a decimal string counts */
     assert_int_equal(v, 42);
     assert_int_equal(js_count(b, "sessionId"), 2);

@@ -88,12 +88,15 @@ struct worker {
 };
 
 const char *const load_route_name[R_COUNT] = {
-    "enter", "poll", "leave", "concerts", "sessions", "seats", "hold", "pay",
-    "balance", "charge", "token", "status", "schedules", "reserve", "get"};
-const char *const load_check_name[C_COUNT] = {
-    "entered the line", "poll answered", "admitted", "concerts listed", "sessions listed",
-    "seats listed", "seats held", "paid", "balance read", "charged", "token issued",
-    "status is true or false", "schedules listed", "2xx"};
+    "enter",   "poll",   "leave", "concerts", "sessions",  "seats",   "hold", "pay",
+    "balance", "charge", "token", "status",   "schedules", "reserve", "get"};
+const char *const load_check_name[C_COUNT] = {"entered the line", "poll answered",
+                                              "admitted",         "concerts listed",
+                                              "sessions listed",  "seats listed",
+                                              "seats held",       "paid",
+                                              "balance read",     "charged",
+                                              "token issued",     "status is true or false",
+                                              "schedules listed", "2xx"};
 
 int64_t load_now_us(void) {
     struct timespec ts;
@@ -109,8 +112,10 @@ uint64_t load_rand(struct sctx *c) { /* xorshift64* */
 }
 
 void load_check(struct sctx *c, enum check k, int ok) {
-    if (ok) c->m->check_pass[k]++;
-    else c->m->check_fail[k]++;
+    if (ok)
+        c->m->check_pass[k]++;
+    else
+        c->m->check_fail[k]++;
 }
 
 static size_t sec_of(struct worker *w, int64_t now) {
@@ -248,7 +253,8 @@ static int conn_open(struct worker *w, struct conn *k) {
     setsockopt(k->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     if (o->nsources) {
         struct sockaddr_in src = {.sin_family = AF_INET};
-        src.sin_addr = o->sources[(k->idx * (size_t)o->threads + (size_t)w->id) % (size_t)o->nsources];
+        src.sin_addr =
+            o->sources[(k->idx * (size_t)o->threads + (size_t)w->id) % (size_t)o->nsources];
         setsockopt(k->fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
         if (bind(k->fd, (struct sockaddr *)&src, sizeof(src)) != 0) return -1;
     }
@@ -282,8 +288,10 @@ static int conn_flush(struct worker *w, struct conn *k, const char *buf, size_t 
         k->out = malloc(OUT_MAX);
         if (!k->out) abort();
     }
-    if (buf != k->out + k->outoff) memcpy(k->out, buf + n, len - (size_t)n);
-    else memmove(k->out, buf + n, len - (size_t)n);
+    if (buf != k->out + k->outoff)
+        memcpy(k->out, buf + n, len - (size_t)n);
+    else
+        memmove(k->out, buf + n, len - (size_t)n);
     k->outlen = len - (size_t)n;
     k->outoff = 0;
     struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.u32 = k->idx};
@@ -384,8 +392,10 @@ static void conn_readable(struct worker *w, struct conn *k) {
         ssize_t n = recv(k->fd, k->in + k->inlen, k->incap - k->inlen, 0);
         if (n < 0 && (errno == EAGAIN || errno == EINTR)) break; /* drained: parse what came */
         if (n <= 0) {
-            if (k->vu) conn_fail(w, k);
-            else conn_close(w, k); /* an idle keep-alive connection closed: fine */
+            if (k->vu)
+                conn_fail(w, k);
+            else
+                conn_close(w, k); /* an idle keep-alive connection closed: fine */
             return;
         }
         w->m.bytes_in += (uint64_t)n;
@@ -476,8 +486,10 @@ static void wake_timers(struct worker *w) {
     while (w->nheap && w->heap[0].due <= w->c.now) {
         struct vu *v = &w->vus[heap_pop(w).vu];
         if (v->phase != V_SLEEP) continue;
-        if (stopping || should_stop(w, v)) vu_park(w, v, 0); /* ramp-down: at a pause */
-        else if (v->step == 0) vu_begin(w, v);
+        if (stopping || should_stop(w, v))
+            vu_park(w, v, 0); /* ramp-down: at a pause */
+        else if (v->step == 0)
+            vu_begin(w, v);
         else {
             v->phase = V_READY;
             advance(w, v, NULL);
@@ -629,7 +641,8 @@ size_t engine_done_seconds(struct run *r) {
 
 long engine_running(struct run *r) {
     long n = 0;
-    for (int i = 0; i < r->nw; i++) n += atomic_load_explicit(&r->w[i]->running_pub, memory_order_relaxed);
+    for (int i = 0; i < r->nw; i++)
+        n += atomic_load_explicit(&r->w[i]->running_pub, memory_order_relaxed);
     return n;
 }
 

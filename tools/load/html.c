@@ -37,32 +37,38 @@ static void chart(FILE *f, const char *id, const char *title, const char *unit, 
     top = nice_max(top);
     double pw = W - ML - MR, ph = H - MT - MB;
     double dx = n > 1 ? pw / (double)(n - 1) : pw;
-    fprintf(f, "<svg id=\"%s\" class=\"chart\" xmlns=\"http://www.w3.org/2000/svg\" "
-               "viewBox=\"0 0 %d %d\" width=\"%d\" height=\"%d\" role=\"img\">\n<title>%s</title>\n"
-               "<style>text{font-family:sans-serif}.g{stroke:#ddd}.frame{fill:none;stroke:#888}"
-               ".t{font-weight:bold;font-size:14px}.y{text-anchor:end;font-size:11px;fill:#555}"
-               ".x{text-anchor:middle;font-size:11px;fill:#555}.k{font-size:12px}</style>\n"
-               "<rect width=\"%d\" height=\"%d\" fill=\"#fff\"/>\n",
+    fprintf(f,
+            "<svg id=\"%s\" class=\"chart\" xmlns=\"http://www.w3.org/2000/svg\" "
+            "viewBox=\"0 0 %d %d\" width=\"%d\" height=\"%d\" role=\"img\">\n<title>%s</title>\n"
+            "<style>text{font-family:sans-serif}.g{stroke:#ddd}.frame{fill:none;stroke:#888}"
+            ".t{font-weight:bold;font-size:14px}.y{text-anchor:end;font-size:11px;fill:#555}"
+            ".x{text-anchor:middle;font-size:11px;fill:#555}.k{font-size:12px}</style>\n"
+            "<rect width=\"%d\" height=\"%d\" fill=\"#fff\"/>\n",
             id, W, H, W, H, title, W, H);
     fprintf(f, "<text x=\"%d\" y=\"18\" class=\"t\">%s (%s)</text>\n", ML, title, unit);
     for (int g = 0; g <= 4; g++) { /* horizontal grid and y labels */
         double y = MT + ph - ph * g / 4.0;
-        fprintf(f, "<line x1=\"%d\" x2=\"%d\" y1=\"%.1f\" y2=\"%.1f\" class=\"g\"/>"
-                   "<text x=\"%d\" y=\"%.1f\" class=\"y\">%.6g</text>\n",
+        fprintf(f,
+                "<line x1=\"%d\" x2=\"%d\" y1=\"%.1f\" y2=\"%.1f\" class=\"g\"/>"
+                "<text x=\"%d\" y=\"%.1f\" class=\"y\">%.6g</text>\n",
                 ML, W - MR, y, y, ML - 6, y + 4, top * g / 4.0);
     }
     size_t step = n > 10 ? (n + 9) / 10 : 1;
     for (size_t i = 0; i < n; i += step) /* x labels: seconds */
-        fprintf(f, "<text x=\"%.1f\" y=\"%d\" class=\"x\">%zus</text>\n", ML + dx * (double)i, H - MB + 16, i);
+        fprintf(f, "<text x=\"%.1f\" y=\"%d\" class=\"x\">%zus</text>\n", ML + dx * (double)i,
+                H - MB + 16, i);
     for (int k = 0; k < ns; k++) {
-        fprintf(f, "<polyline class=\"line\" fill=\"none\" stroke=\"%s\" stroke-width=\"2\" points=\"",
+        fprintf(f,
+                "<polyline class=\"line\" fill=\"none\" stroke=\"%s\" stroke-width=\"2\" points=\"",
                 s[k].color);
         for (size_t i = 0; i < n; i++)
             fprintf(f, "%.1f,%.1f ", ML + dx * (double)i, MT + ph - ph * (s[k].v[i] / top));
         fputs("\"/>\n", f);
-        fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"12\" height=\"12\" fill=\"%s\"/>"
-                   "<text x=\"%d\" y=\"%d\" class=\"k\">%s</text>\n",
-                W - MR - 150, MT + 4 + 18 * k, s[k].color, W - MR - 132, MT + 15 + 18 * k, s[k].name);
+        fprintf(f,
+                "<rect x=\"%d\" y=\"%d\" width=\"12\" height=\"12\" fill=\"%s\"/>"
+                "<text x=\"%d\" y=\"%d\" class=\"k\">%s</text>\n",
+                W - MR - 150, MT + 4 + 18 * k, s[k].color, W - MR - 132, MT + 15 + 18 * k,
+                s[k].name);
     }
     fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"%.0f\" height=\"%.0f\" class=\"frame\"/>\n</svg>\n",
             ML, MT, pw, ph);
@@ -76,8 +82,10 @@ static void lat_cells(FILE *f, const struct hist *h) {
 
 static void summary(FILE *f, const struct opts *o, const struct result *res) {
     const struct tmetrics *m = &res->m;
-    fputs("<h2>Summary</h2>\n<table id=\"summary\"><tr><th>route</th><th>requests</th><th>req/s</th>"
-          "<th>failed</th>", f);
+    fputs(
+        "<h2>Summary</h2>\n<table id=\"summary\"><tr><th>route</th><th>requests</th><th>req/s</th>"
+        "<th>failed</th>",
+        f);
     for (int i = 0; i < LAT_N; i++) fprintf(f, "<th>%s ms</th>", report_lat_name[i]);
     fputs("</tr>\n", f);
     fprintf(f, "<tr class=\"all\"><td>all</td><td>%llu</td><td>%.1f</td><td>%llu (%.2f%%)</td>",
@@ -93,27 +101,33 @@ static void summary(FILE *f, const struct opts *o, const struct result *res) {
         lat_cells(f, &m->route[r]);
         fputs("</tr>\n", f);
     }
-    fputs("</table>\n<h2>Checks</h2>\n<table><tr><th>check</th><th>passed</th><th>failed</th></tr>\n", f);
+    fputs(
+        "</table>\n<h2>Checks</h2>\n<table><tr><th>check</th><th>passed</th><th>failed</th></tr>\n",
+        f);
     for (int i = 0; i < C_COUNT; i++)
         if (m->check_pass[i] || m->check_fail[i])
             fprintf(f, "<tr class=\"%s\"><td>%s</td><td>%llu</td><td>%llu</td></tr>\n",
                     m->check_fail[i] ? "bad" : "ok", load_check_name[i],
                     (unsigned long long)m->check_pass[i], (unsigned long long)m->check_fail[i]);
-    fprintf(f, "</table>\n<p>iterations %llu (%.1f/s), interrupted %llu, dropped %llu; VUs max %ld; "
-               "status 2xx %llu, 4xx %llu, 5xx %llu, no answer %llu</p>\n",
+    fprintf(f,
+            "</table>\n<p>iterations %llu (%.1f/s), interrupted %llu, dropped %llu; VUs max %ld; "
+            "status 2xx %llu, 4xx %llu, 5xx %llu, no answer %llu</p>\n",
             (unsigned long long)m->iters, (double)m->iters / res->secs,
             (unsigned long long)m->interrupted, (unsigned long long)m->dropped, res->vus_max,
             (unsigned long long)m->status[2], (unsigned long long)m->status[4],
             (unsigned long long)m->status[5], (unsigned long long)m->status[0]);
-    if (o->nth) fputs("<h2>Thresholds</h2>\n<table><tr><th>threshold</th><th>value</th><th></th></tr>\n", f);
+    if (o->nth)
+        fputs("<h2>Thresholds</h2>\n<table><tr><th>threshold</th><th>value</th><th></th></tr>\n",
+              f);
     for (int i = 0; i < o->nth; i++)
         fprintf(f, "<tr class=\"%s\"><td>%s</td><td>%.4g</td><td>%s</td></tr>\n",
                 res->th_ok[i] ? "ok" : "bad", o->th[i].text, res->th_value[i],
                 res->th_ok[i] ? "passed" : "FAILED");
     if (o->nth) fputs("</table>\n", f);
     if (o->test && strcmp(o->test, "breakpoint") == 0)
-        fprintf(f, "<p class=\"%s\">breakpoint: %s at %.0f s with %ld VUs (%s); highest passing load "
-                   "%.0f req/s with %ld VUs</p>\n",
+        fprintf(f,
+                "<p class=\"%s\">breakpoint: %s at %.0f s with %ld VUs (%s); highest passing load "
+                "%.0f req/s with %ld VUs</p>\n",
                 res->broke ? "bad" : "ok", res->broke ? "broke" : "did not break", res->broke_at_s,
                 res->broke_vus, res->broke ? res->broke_why : "-", res->best_rps, res->best_vus);
 }
@@ -129,8 +143,10 @@ static double *series_values(const struct result *res) {
         const struct second *x = &res->m.sec[s];
         v[V_RPS * n + s] = (double)x->reqs, v[V_FAIL * n + s] = (double)x->failed;
         v[V_ITR * n + s] = (double)x->iters;
-        v[V_P50 * n + s] = hist_pct(&x->h, 50) / 1000, v[V_P90 * n + s] = hist_pct(&x->h, 90) / 1000;
-        v[V_P95 * n + s] = hist_pct(&x->h, 95) / 1000, v[V_P99 * n + s] = hist_pct(&x->h, 99) / 1000;
+        v[V_P50 * n + s] = hist_pct(&x->h, 50) / 1000,
+                      v[V_P90 * n + s] = hist_pct(&x->h, 90) / 1000;
+        v[V_P95 * n + s] = hist_pct(&x->h, 95) / 1000,
+                      v[V_P99 * n + s] = hist_pct(&x->h, 99) / 1000;
         v[V_VUS * n + s] = (double)res->vus_sec[s], v[V_TGT * n + s] = (double)res->target_sec[s];
     }
     return v;
@@ -139,12 +155,16 @@ static double *series_values(const struct result *res) {
 static const char *const chart_id[4] = {"throughput", "latency", "errors", "vus"};
 
 /* Chart k (0..3) into f. */
-static void chart_k(FILE *f, int k, const struct opts *o, const struct result *res, const double *v) {
+static void chart_k(FILE *f, int k, const struct opts *o, const struct result *res,
+                    const double *v) {
     size_t n = res->nsec;
     int ramp = o->executor == X_CONSTANT || o->executor == X_RAMPING;
-    struct series s1[] = {{"requests/s", "#1565c0", v + V_RPS * n}, {"iterations/s", "#6a1b9a", v + V_ITR * n}};
-    struct series s2[] = {{"p50", "#2e7d32", v + V_P50 * n}, {"p90", "#f9a825", v + V_P90 * n},
-                          {"p95", "#ef6c00", v + V_P95 * n}, {"p99", "#c62828", v + V_P99 * n}};
+    struct series s1[] = {{"requests/s", "#1565c0", v + V_RPS * n},
+                          {"iterations/s", "#6a1b9a", v + V_ITR * n}};
+    struct series s2[] = {{"p50", "#2e7d32", v + V_P50 * n},
+                          {"p90", "#f9a825", v + V_P90 * n},
+                          {"p95", "#ef6c00", v + V_P95 * n},
+                          {"p99", "#c62828", v + V_P99 * n}};
     struct series s3[] = {{"failed/s", "#c62828", v + V_FAIL * n}};
     struct series s4[] = {{"VUs running", "#00838f", v + V_VUS * n},
                           {ramp ? "VUs target" : "VUs allotted", "#9e9e9e", v + V_TGT * n}};
@@ -179,20 +199,24 @@ int report_html(const char *path, const struct opts *o, const struct result *res
     FILE *f = fopen(path, "w");
     if (!f) return -1;
     double *v = series_values(res);
-    fprintf(f, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-               "<title>concert-load: %s</title>\n<style>\n"
-               "body{font:14px/1.4 sans-serif;margin:24px;color:#222;background:#fff}\n"
-               "table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ccc;padding:3px 8px;"
-               "text-align:right}td:first-child,th:first-child{text-align:left}th{background:#eef}\n"
-               "tr.all{font-weight:bold}.bad{color:#b00020}.ok{color:#1b5e20}figure{margin:12px 0}\n"
-               "</style></head><body>\n",
-            load_scenario_name[o->scenario]);
-    fprintf(f, "<h1>concert-load: %s</h1>\n<p>target http://%s:%d &middot; executor %s%s%s &middot; "
-               "%ld VUs max over %ld connections, %d threads &middot; %.1f s from %s &middot; "
-               "thresholds <b class=\"%s\">%s</b></p>\n",
+    fprintf(
+        f,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        "<title>concert-load: %s</title>\n<style>\n"
+        "body{font:14px/1.4 sans-serif;margin:24px;color:#222;background:#fff}\n"
+        "table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ccc;padding:3px 8px;"
+        "text-align:right}td:first-child,th:first-child{text-align:left}th{background:#eef}\n"
+        "tr.all{font-weight:bold}.bad{color:#b00020}.ok{color:#1b5e20}figure{margin:12px 0}\n"
+        "</style></head><body>\n",
+        load_scenario_name[o->scenario]);
+    fprintf(f,
+            "<h1>concert-load: %s</h1>\n<p>target http://%s:%d &middot; executor %s%s%s &middot; "
+            "%ld VUs max over %ld connections, %d threads &middot; %.1f s from %s &middot; "
+            "thresholds <b class=\"%s\">%s</b></p>\n",
             load_scenario_name[o->scenario], o->host, o->port, load_executor_name[o->executor],
-            o->test ? " --test " : "", o->test ? o->test : "", o->vus, o->conns, o->threads, res->secs,
-            res->started, res->thresholds_ok ? "ok" : "bad", res->thresholds_ok ? "passed" : "FAILED");
+            o->test ? " --test " : "", o->test ? o->test : "", o->vus, o->conns, o->threads,
+            res->secs, res->started, res->thresholds_ok ? "ok" : "bad",
+            res->thresholds_ok ? "passed" : "FAILED");
     summary(f, o, res);
     fputs("<h2>Over time</h2>\n", f);
     for (int k = 0; k < 4; k++) {

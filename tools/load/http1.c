@@ -61,11 +61,13 @@ long h1_parse(char *buf, size_t len, struct resp *out, int *close) {
     long cl = -1;
     int chunked = 0;
     *close = buf[7] == '0';
-    for (char *p = memchr(buf, '\n', hlen); p && p < end; p = memchr(p + 1, '\n', (size_t)(end - p))) {
+    for (char *p = memchr(buf, '\n', hlen); p && p < end;
+         p = memchr(p + 1, '\n', (size_t)(end - p))) {
         char *h = p + 1;
         switch (*h | 0x20) {
         case 'c':
-            if (strncasecmp(h, "content-length:", 15) == 0) cl = strtol(h + 15, NULL, 10);
+            if (strncasecmp(h, "content-length:", 15) == 0)
+                cl = strtol(h + 15, NULL, 10);
             else if (strncasecmp(h, "connection:", 11) == 0)
                 *close = strncasecmp(h + 11 + strspn(h + 11, " "), "close", 5) == 0;
             break;

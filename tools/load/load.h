@@ -21,22 +21,55 @@
 /* Every request a scenario sends is one of these routes: the per-route
  * breakdown of the report. */
 enum route {
-    R_ENTER, R_POLL, R_LEAVE, R_CONCERTS, R_SESSIONS, R_SEATS, R_HOLD, R_PAY,
-    R_BALANCE, R_CHARGE, R_TOKEN, R_STATUS, R_SCHEDULES, R_RESERVE, R_GET,
+    R_ENTER,
+    R_POLL,
+    R_LEAVE,
+    R_CONCERTS,
+    R_SESSIONS,
+    R_SEATS,
+    R_HOLD,
+    R_PAY,
+    R_BALANCE,
+    R_CHARGE,
+    R_TOKEN,
+    R_STATUS,
+    R_SCHEDULES,
+    R_RESERVE,
+    R_GET,
     R_COUNT
 };
 extern const char *const load_route_name[R_COUNT];
 
 /* The checks scenarios make (k6's check()): what a user would notice. */
 enum check {
-    C_ENTERED, C_POLLED, C_ADMITTED, C_CONCERTS, C_SESSIONS, C_SEATS, C_HELD,
-    C_PAID, C_BALANCE, C_CHARGED, C_TOKEN, C_STATUS, C_SCHEDULES, C_GOT,
+    C_ENTERED,
+    C_POLLED,
+    C_ADMITTED,
+    C_CONCERTS,
+    C_SESSIONS,
+    C_SEATS,
+    C_HELD,
+    C_PAID,
+    C_BALANCE,
+    C_CHARGED,
+    C_TOKEN,
+    C_STATUS,
+    C_SCHEDULES,
+    C_GOT,
     C_COUNT
 };
 extern const char *const load_check_name[C_COUNT];
 
-enum scenario { S_QUEUE_FLOOD, S_BOOKING, S_FULL_FLOW, S_BALANCE, S_CLASSIC_FLOW,
-                S_CLASSIC_BALANCE, S_GET, S_COUNT };
+enum scenario {
+    S_QUEUE_FLOOD,
+    S_BOOKING,
+    S_FULL_FLOW,
+    S_BALANCE,
+    S_CLASSIC_FLOW,
+    S_CLASSIC_BALANCE,
+    S_GET,
+    S_COUNT
+};
 extern const char *const load_scenario_name[S_COUNT];
 
 enum executor { X_CONSTANT, X_RAMPING, X_ITERATIONS, X_ARRIVAL };
@@ -104,10 +137,10 @@ struct opts {
 /* One virtual user: a state machine, not a thread. */
 enum vphase { V_IDLE, V_READY, V_WAITCONN, V_INFLIGHT, V_SLEEP, V_FINISHED };
 struct vu {
-    uint32_t idx;    /* index within its thread */
-    long user;       /* user id: user_base + global number */
-    uint8_t phase;   /* enum vphase */
-    uint8_t step;    /* the scenario's step */
+    uint32_t idx;  /* index within its thread */
+    long user;     /* user id: user_base + global number */
+    uint8_t phase; /* enum vphase */
+    uint8_t step;  /* the scenario's step */
     uint8_t attempts;
     uint8_t nseats;
     uint8_t has_token;
@@ -184,13 +217,13 @@ void scn_init_vu(struct vu *v, const struct opts *o);
 struct run {
     const struct opts *o;
     int64_t t0;
-    atomic_long target;     /* VUs that should run now (constant and ramping) */
-    atomic_int stop;        /* 1: start no new requests, finish in-flight ones */
-    atomic_int aborted;     /* breakpoint or signal: stop at once */
+    atomic_long target; /* VUs that should run now (constant and ramping) */
+    atomic_int stop;    /* 1: start no new requests, finish in-flight ones */
+    atomic_int aborted; /* breakpoint or signal: stop at once */
     struct worker **w;
     int nw;
-    size_t nsec;            /* capacity of every per-second array */
-    long *vus_sec;          /* VUs running, per second (max seen) */
+    size_t nsec;   /* capacity of every per-second array */
+    long *vus_sec; /* VUs running, per second (max seen) */
     long *target_sec;
 };
 int engine_start(struct run *r);
@@ -214,14 +247,14 @@ struct result {
     int th_ok[MAX_THRESHOLDS];
     double th_value[MAX_THRESHOLDS];
     int thresholds_ok;
-    int broke;          /* breakpoint: the criteria were crossed */
-    double broke_at_s;  /* seconds into the run */
-    long broke_vus;     /* users running then */
-    double broke_rps;   /* req/s in the seconds before */
-    double best_rps;    /* breakpoint: the highest req/s of a second that passed */
+    int broke;         /* breakpoint: the criteria were crossed */
+    double broke_at_s; /* seconds into the run */
+    long broke_vus;    /* users running then */
+    double broke_rps;  /* req/s in the seconds before */
+    double best_rps;   /* breakpoint: the highest req/s of a second that passed */
     long best_vus;
     char broke_why[160];
-    char started[32];   /* UTC, ISO 8601 */
+    char started[32]; /* UTC, ISO 8601 */
 };
 
 /* main.c: the value a threshold looks at, in its unit (ms, ratio, req/s). */

@@ -29,7 +29,8 @@
 #include "load.h"
 
 const char *const load_scenario_name[S_COUNT] = {
-    "queue-flood", "booking", "full-flow", "balance", "classic-full-flow", "classic-balance", "get"};
+    "queue-flood",       "booking",         "full-flow", "balance",
+    "classic-full-flow", "classic-balance", "get"};
 const char *const load_executor_name[4] = {"constant-vus", "ramping-vus", "per-vu-iterations",
                                            "constant-arrival-rate"};
 
@@ -38,7 +39,8 @@ static const char usage[] =
     "\n"
     "Scenarios (DESIGN.md 6, loadtest/k6/):\n"
     "  queue-flood        enter the line, poll every --poll (3s) until ACTIVATED, leave\n"
-    "  booking            pre-issued tokens (--token-pattern): sessions -> seats -> hold 1-2 -> pay\n"
+    "  booking            pre-issued tokens (--token-pattern): sessions -> seats -> hold 1-2 -> "
+    "pay\n"
     "  full-flow          enter -> wait -> concerts -> sessions -> seats -> hold -> pay\n"
     "  balance            read a balance, charge it (v1)\n"
     "  classic-full-flow  the /api client: token -> status until true -> concerts -> schedules\n"
@@ -95,10 +97,14 @@ static int64_t parse_duration(const char *opt, const char *s) {
     double v = strtod(s, &end);
     double mul = 1e6;
     if (end == s || errno || v < 0) die("%s: '%s' is not a duration (30s, 500ms, 2m)", opt, s);
-    if (strcmp(end, "ms") == 0) mul = 1e3;
-    else if (strcmp(end, "us") == 0) mul = 1;
-    else if (strcmp(end, "m") == 0) mul = 60e6;
-    else if (strcmp(end, "h") == 0) mul = 3600e6;
+    if (strcmp(end, "ms") == 0)
+        mul = 1e3;
+    else if (strcmp(end, "us") == 0)
+        mul = 1;
+    else if (strcmp(end, "m") == 0)
+        mul = 60e6;
+    else if (strcmp(end, "h") == 0)
+        mul = 3600e6;
     else if (*end && strcmp(end, "s") != 0)
         die("%s: '%s' has an unknown unit (us, ms, s, m, h)", opt, s);
     if (v * mul > 86400e6) die("%s: '%s' is longer than a day", opt, s);
@@ -165,7 +171,8 @@ static void parse_sources(struct opts *o, const char *s) {
         if (inet_pton(AF_INET, t, &a) != 1 || (dash && inet_pton(AF_INET, dash + 1, &b) != 1))
             die("--source: '%s' is not an IPv4 address or range (127.0.0.1-127.0.0.8)", s);
         uint32_t lo = ntohl(a.s_addr), hi = dash ? ntohl(b.s_addr) : lo;
-        if (hi < lo || hi - lo >= MAX_SOURCES) die("--source: '%s' is not a range of up to %d", s, MAX_SOURCES);
+        if (hi < lo || hi - lo >= MAX_SOURCES)
+            die("--source: '%s' is not a range of up to %d", s, MAX_SOURCES);
         for (uint32_t x = lo; x <= hi; x++) {
             if (o->nsources == MAX_SOURCES) die("--source: at most %d addresses", MAX_SOURCES);
             o->sources[o->nsources++].s_addr = htonl(x);
@@ -175,8 +182,10 @@ static void parse_sources(struct opts *o, const char *s) {
 
 static void parse_target(struct opts *o, const char *url) {
     const char *p = url;
-    if (strncmp(p, "http://", 7) == 0) p += 7;
-    else if (strstr(p, "://")) die("--target: '%s': only http:// is supported", url);
+    if (strncmp(p, "http://", 7) == 0)
+        p += 7;
+    else if (strstr(p, "://"))
+        die("--target: '%s': only http:// is supported", url);
     size_t hl = strcspn(p, ":/");
     if (hl == 0 || hl >= sizeof(o->host)) die("--target: '%s' has no host", url);
     memcpy(o->host, p, hl);
@@ -224,9 +233,12 @@ static void parse_threshold(struct opts *o, const char *s) {
     t->limit = strtod(op, &end);
     if (end == op) die("--threshold: '%s' has no number after the operator", s);
     double pc;
-    if (strcmp(metric, "avg") == 0) t->metric = T_AVG;
-    else if (strcmp(metric, "max") == 0) t->metric = T_MAX;
-    else if (strcmp(metric, "med") == 0) t->metric = T_PCT, t->pct = 50;
+    if (strcmp(metric, "avg") == 0)
+        t->metric = T_AVG;
+    else if (strcmp(metric, "max") == 0)
+        t->metric = T_MAX;
+    else if (strcmp(metric, "med") == 0)
+        t->metric = T_PCT, t->pct = 50;
     else if (sscanf(metric, "p(%lf)", &pc) == 1 || sscanf(metric, "p%lf", &pc) == 1) {
         if (pc <= 0 || pc > 100) die("--threshold: '%s': percentile out of (0, 100]", s);
         t->metric = T_PCT, t->pct = pc;
@@ -242,12 +254,17 @@ static void parse_threshold(struct opts *o, const char *s) {
     }
     int latency = t->metric == T_AVG || t->metric == T_MAX || t->metric == T_PCT;
     if (latency) {
-        if (strcmp(end, "s") == 0) t->limit *= 1000;
-        else if (strcmp(end, "us") == 0) t->limit /= 1000;
-        else if (*end && strcmp(end, "ms") != 0) die("--threshold: '%s': unit must be us, ms or s", s);
+        if (strcmp(end, "s") == 0)
+            t->limit *= 1000;
+        else if (strcmp(end, "us") == 0)
+            t->limit /= 1000;
+        else if (*end && strcmp(end, "ms") != 0)
+            die("--threshold: '%s': unit must be us, ms or s", s);
     } else if (t->metric != T_RPS) {
-        if (strcmp(end, "%") == 0) t->limit /= 100;
-        else if (*end) die("--threshold: '%s': a rate is a fraction or a percentage", s);
+        if (strcmp(end, "%") == 0)
+            t->limit /= 100;
+        else if (*end)
+            die("--threshold: '%s': a rate is a fraction or a percentage", s);
     } else if (*end && strcmp(end, "/s") != 0) {
         die("--threshold: '%s': rps is a number of requests per second", s);
     }
@@ -326,27 +343,81 @@ static int scenario_of(const char *s) {
     for (int i = 0; i < S_COUNT; i++)
         if (strcmp(s, load_scenario_name[i]) == 0) return i;
     die("--scenario: '%s' is not one of queue-flood, booking, full-flow, balance, "
-        "classic-full-flow, classic-balance, get", s);
+        "classic-full-flow, classic-balance, get",
+        s);
     return -1;
 }
 
 static void parse_args(struct opts *o, int argc, char **argv) {
-    enum { O_TARGET = 256, O_SCENARIO, O_VUS, O_DURATION, O_STAGES, O_RATE, O_ITER, O_THRESH,
-           O_JSON, O_HTML, O_TEST, O_CONNS, O_THREADS, O_SOURCE, O_POLL, O_THINK, O_WAIT,
-           O_UBASE, O_USERS, O_CONCERT, O_TOKPAT, O_LIMIT, O_PATH, O_PATHS, O_METHOD, O_BODY,
-           O_HEADER, O_TIMEOUT, O_GRACE, O_QUIET, O_HELP, O_TOKENS, O_SVG };
-    static const struct option lo[] = {
-        {"target", 1, 0, O_TARGET}, {"scenario", 1, 0, O_SCENARIO}, {"vus", 1, 0, O_VUS},
-        {"duration", 1, 0, O_DURATION}, {"stages", 1, 0, O_STAGES}, {"rate", 1, 0, O_RATE},
-        {"iterations", 1, 0, O_ITER}, {"threshold", 1, 0, O_THRESH}, {"json", 1, 0, O_JSON},
-        {"html", 1, 0, O_HTML}, {"test", 1, 0, O_TEST}, {"connections", 1, 0, O_CONNS},
-        {"threads", 1, 0, O_THREADS}, {"source", 1, 0, O_SOURCE}, {"poll", 1, 0, O_POLL},
-        {"think", 1, 0, O_THINK}, {"wait", 1, 0, O_WAIT}, {"user-base", 1, 0, O_UBASE},
-        {"users", 1, 0, O_USERS}, {"concert", 1, 0, O_CONCERT}, {"token-pattern", 1, 0, O_TOKPAT},
-        {"limit", 1, 0, O_LIMIT}, {"path", 1, 0, O_PATH}, {"paths", 1, 0, O_PATHS},
-        {"method", 1, 0, O_METHOD}, {"body", 1, 0, O_BODY}, {"header", 1, 0, O_HEADER},
-        {"timeout", 1, 0, O_TIMEOUT}, {"grace", 1, 0, O_GRACE}, {"quiet", 0, 0, O_QUIET},
-        {"help", 0, 0, O_HELP}, {"tokens", 1, 0, O_TOKENS}, {"svg", 1, 0, O_SVG}, {0, 0, 0, 0}};
+    enum {
+        O_TARGET = 256,
+        O_SCENARIO,
+        O_VUS,
+        O_DURATION,
+        O_STAGES,
+        O_RATE,
+        O_ITER,
+        O_THRESH,
+        O_JSON,
+        O_HTML,
+        O_TEST,
+        O_CONNS,
+        O_THREADS,
+        O_SOURCE,
+        O_POLL,
+        O_THINK,
+        O_WAIT,
+        O_UBASE,
+        O_USERS,
+        O_CONCERT,
+        O_TOKPAT,
+        O_LIMIT,
+        O_PATH,
+        O_PATHS,
+        O_METHOD,
+        O_BODY,
+        O_HEADER,
+        O_TIMEOUT,
+        O_GRACE,
+        O_QUIET,
+        O_HELP,
+        O_TOKENS,
+        O_SVG
+    };
+    static const struct option lo[] = {{"target", 1, 0, O_TARGET},
+                                       {"scenario", 1, 0, O_SCENARIO},
+                                       {"vus", 1, 0, O_VUS},
+                                       {"duration", 1, 0, O_DURATION},
+                                       {"stages", 1, 0, O_STAGES},
+                                       {"rate", 1, 0, O_RATE},
+                                       {"iterations", 1, 0, O_ITER},
+                                       {"threshold", 1, 0, O_THRESH},
+                                       {"json", 1, 0, O_JSON},
+                                       {"html", 1, 0, O_HTML},
+                                       {"test", 1, 0, O_TEST},
+                                       {"connections", 1, 0, O_CONNS},
+                                       {"threads", 1, 0, O_THREADS},
+                                       {"source", 1, 0, O_SOURCE},
+                                       {"poll", 1, 0, O_POLL},
+                                       {"think", 1, 0, O_THINK},
+                                       {"wait", 1, 0, O_WAIT},
+                                       {"user-base", 1, 0, O_UBASE},
+                                       {"users", 1, 0, O_USERS},
+                                       {"concert", 1, 0, O_CONCERT},
+                                       {"token-pattern", 1, 0, O_TOKPAT},
+                                       {"limit", 1, 0, O_LIMIT},
+                                       {"path", 1, 0, O_PATH},
+                                       {"paths", 1, 0, O_PATHS},
+                                       {"method", 1, 0, O_METHOD},
+                                       {"body", 1, 0, O_BODY},
+                                       {"header", 1, 0, O_HEADER},
+                                       {"timeout", 1, 0, O_TIMEOUT},
+                                       {"grace", 1, 0, O_GRACE},
+                                       {"quiet", 0, 0, O_QUIET},
+                                       {"help", 0, 0, O_HELP},
+                                       {"tokens", 1, 0, O_TOKENS},
+                                       {"svg", 1, 0, O_SVG},
+                                       {0, 0, 0, 0}};
     const char *target = NULL, *stages = NULL;
     int scenario = -1, have_vus = 0, have_duration = 0, have_ubase = 0, have_poll = 0;
     o->vus = 10, o->duration_us = 30000000, o->grace_us = 5000000, o->timeout_us = 10000000;
@@ -360,7 +431,9 @@ static void parse_args(struct opts *o, int argc, char **argv) {
         case O_TARGET: target = optarg; break;
         case O_SCENARIO: scenario = scenario_of(optarg); break;
         case O_VUS: o->vus = parse_long("--vus", optarg, 1, 10000000), have_vus = 1; break;
-        case O_DURATION: o->duration_us = parse_duration("--duration", optarg), have_duration = 1; break;
+        case O_DURATION:
+            o->duration_us = parse_duration("--duration", optarg), have_duration = 1;
+            break;
         case O_STAGES: stages = optarg; break;
         case O_RATE: {
             char *end;
@@ -381,11 +454,14 @@ static void parse_args(struct opts *o, int argc, char **argv) {
         case O_POLL: o->poll_us = parse_duration("--poll", optarg), have_poll = 1; break;
         case O_THINK: o->think_us = parse_duration("--think", optarg); break;
         case O_WAIT: o->wait_us = parse_duration("--wait", optarg); break;
-        case O_UBASE: o->user_base = parse_long("--user-base", optarg, 0, 1000000000000L), have_ubase = 1; break;
+        case O_UBASE:
+            o->user_base = parse_long("--user-base", optarg, 0, 1000000000000L), have_ubase = 1;
+            break;
         case O_USERS: o->users = parse_long("--users", optarg, 1, 1000000000L); break;
         case O_CONCERT: o->concert = parse_long("--concert", optarg, 1, 1000000000000L); break;
         case O_TOKPAT:
-            if (strlen(optarg) >= 32 || strpbrk(optarg, "\r\n")) die("--token-pattern: too long or has a newline");
+            if (strlen(optarg) >= 32 || strpbrk(optarg, "\r\n"))
+                die("--token-pattern: too long or has a newline");
             snprintf(o->token_pattern, sizeof(o->token_pattern), "%s", optarg);
             break;
         case O_LIMIT: o->limit = parse_long("--limit", optarg, 1, 1000); break;
@@ -423,7 +499,8 @@ static void parse_args(struct opts *o, int argc, char **argv) {
     parse_target(o, target);
     o->scenario = (enum scenario)scenario;
     if (o->scenario == S_GET && !o->npaths) die("--scenario get needs --path or --paths");
-    if (o->scenario != S_GET && (o->npaths || o->body)) die("--path/--paths/--body are for --scenario get");
+    if (o->scenario != S_GET && (o->npaths || o->body))
+        die("--path/--paths/--body are for --scenario get");
     if (!have_poll) o->poll_us = o->scenario == S_QUEUE_FLOOD ? 3000000 : 1000000;
     if (!have_ubase && o->scenario == S_QUEUE_FLOOD) o->user_base = 1000000; /* as the k6 scripts */
     if (!have_ubase && (o->scenario == S_BALANCE || o->scenario == S_CLASSIC_BALANCE))
@@ -438,7 +515,8 @@ static void parse_args(struct opts *o, int argc, char **argv) {
         if (have_duration) die("--duration and --stages: the stages give the duration");
     } else if (o->test) {
         if (!have_vus) o->vus = strcmp(o->test, "breakpoint") == 0 ? 5000 : 100;
-        if (!have_duration) o->duration_us = strcmp(o->test, "breakpoint") == 0 ? 120000000 : 60000000;
+        if (!have_duration)
+            o->duration_us = strcmp(o->test, "breakpoint") == 0 ? 120000000 : 60000000;
         preset_stages(o);
         o->executor = X_RAMPING;
     } else if (o->iterations > 0) {
@@ -452,7 +530,8 @@ static void parse_args(struct opts *o, int argc, char **argv) {
     }
     if (o->executor == X_RAMPING) {
         long maxv = 0;
-        for (int i = 0; i < o->nstages; i++) if (o->stages[i].target > maxv) maxv = o->stages[i].target;
+        for (int i = 0; i < o->nstages; i++)
+            if (o->stages[i].target > maxv) maxv = o->stages[i].target;
         if (maxv == 0) die("--stages: every target is 0");
         o->vus = maxv;
     }
@@ -483,7 +562,8 @@ static long stage_target(const struct opts *o, int64_t el) {
     for (int i = 0; i < o->nstages; i++) {
         const struct stage *s = &o->stages[i];
         if (el < s->dur_us)
-            return from + (long)llround((double)(s->target - from) * (double)el / (double)s->dur_us);
+            return from +
+                   (long)llround((double)(s->target - from) * (double)el / (double)s->dur_us);
         el -= s->dur_us;
         from = s->target;
     }
@@ -615,7 +695,8 @@ int main(int argc, char **argv) {
         return 2;
     }
     if (o.svg_dir && report_svg(o.svg_dir, &o, &res) != 0) {
-        fprintf(stderr, "concert-load: cannot write the charts into %s: %s\n", o.svg_dir, strerror(errno));
+        fprintf(stderr, "concert-load: cannot write the charts into %s: %s\n", o.svg_dir,
+                strerror(errno));
         return 2;
     }
     engine_free(&r);

@@ -21,9 +21,12 @@ const char *const report_lat_name[LAT_N] = {"avg", "min", "med", "p90", "p95", "
 
 /* k6's way of writing a duration: 812µs, 1.23ms, 2.5s. */
 static const char *dur(double ms, char *buf, size_t cap) {
-    if (ms < 1) snprintf(buf, cap, "%.0fµs", ms * 1000);
-    else if (ms < 1000) snprintf(buf, cap, "%.2fms", ms);
-    else snprintf(buf, cap, "%.2fs", ms / 1000);
+    if (ms < 1)
+        snprintf(buf, cap, "%.0fµs", ms * 1000);
+    else if (ms < 1000)
+        snprintf(buf, cap, "%.2fms", ms);
+    else
+        snprintf(buf, cap, "%.2fs", ms / 1000);
     return buf;
 }
 
@@ -58,8 +61,9 @@ void report_text(FILE *f, const struct opts *o, const struct result *res) {
     if (*stages) fprintf(f, " stages %s", stages);
     if (o->executor == X_ARRIVAL) fprintf(f, " at %.6g/s", o->rate);
     if (o->executor == X_ITERATIONS) fprintf(f, " x%ld", o->iterations);
-    fprintf(f, "\n  target: http://%s:%d, %ld VUs max over %ld connections, %d threads, "
-               "ran %.1fs from %s\n\n",
+    fprintf(f,
+            "\n  target: http://%s:%d, %ld VUs max over %ld connections, %d threads, "
+            "ran %.1fs from %s\n\n",
             o->host, o->port, o->vus, o->conns, o->threads, res->secs, res->started);
 
     uint64_t pass = 0, fail = 0;
@@ -75,9 +79,11 @@ void report_text(FILE *f, const struct opts *o, const struct result *res) {
     fprintf(f, "%.2f%% ✓ %llu ✗ %llu\n", pass + fail ? pct_of(pass, pass + fail) : 100.0,
             (unsigned long long)pass, (unsigned long long)fail);
     label(f, 5, "data_received");
-    fprintf(f, "%.1f MB %.1f MB/s\n", (double)m->bytes_in / 1e6, (double)m->bytes_in / 1e6 / res->secs);
+    fprintf(f, "%.1f MB %.1f MB/s\n", (double)m->bytes_in / 1e6,
+            (double)m->bytes_in / 1e6 / res->secs);
     label(f, 5, "data_sent");
-    fprintf(f, "%.1f MB %.1f MB/s\n", (double)m->bytes_out / 1e6, (double)m->bytes_out / 1e6 / res->secs);
+    fprintf(f, "%.1f MB %.1f MB/s\n", (double)m->bytes_out / 1e6,
+            (double)m->bytes_out / 1e6 / res->secs);
     lat_line(f, 5, "http_req_duration", &m->all);
     for (int i = 0; i < R_COUNT; i++) {
         if (!m->route_reqs[i]) continue;
@@ -98,7 +104,9 @@ void report_text(FILE *f, const struct opts *o, const struct result *res) {
     }
     label(f, 5, "iterations");
     fprintf(f, "%llu %.1f/s\n", (unsigned long long)m->iters, (double)m->iters / res->secs);
-    if (m->interrupted) label(f, 5, "iterations_interrupted"), fprintf(f, "%llu\n", (unsigned long long)m->interrupted);
+    if (m->interrupted)
+        label(f, 5, "iterations_interrupted"),
+            fprintf(f, "%llu\n", (unsigned long long)m->interrupted);
     if (o->executor == X_ARRIVAL)
         label(f, 5, "dropped_iterations"), fprintf(f, "%llu\n", (unsigned long long)m->dropped);
     label(f, 5, "vus_max");
@@ -114,15 +122,17 @@ void report_text(FILE *f, const struct opts *o, const struct result *res) {
     for (int i = 0; i < o->nth; i++)
         fprintf(f, "     %s %s (got %.4g)\n", res->th_ok[i] ? "✓" : "✗", o->th[i].text,
                 o->th[i].metric == T_FAILED || o->th[i].metric == T_CHECKS ? res->th_value[i] * 100
-                                                                              : res->th_value[i]);
+                                                                           : res->th_value[i]);
     if (o->test && strcmp(o->test, "breakpoint") == 0) {
         if (res->broke)
-            fprintf(f, "\n  breakpoint: broke at %.0fs with %ld VUs running: %s, at %.0f req/s;\n"
-                       "  the highest load that passed: %.0f req/s with %ld VUs\n",
+            fprintf(f,
+                    "\n  breakpoint: broke at %.0fs with %ld VUs running: %s, at %.0f req/s;\n"
+                    "  the highest load that passed: %.0f req/s with %ld VUs\n",
                     res->broke_at_s, res->broke_vus, res->broke_why, res->broke_rps, res->best_rps,
                     res->best_vus);
         else
-            fprintf(f, "\n  breakpoint: did not break up to %ld VUs (best %.0f req/s with %ld VUs)\n",
+            fprintf(f,
+                    "\n  breakpoint: did not break up to %ld VUs (best %.0f req/s with %ld VUs)\n",
                     o->vus, res->best_rps, res->best_vus);
     }
     fputc('\n', f);
@@ -133,29 +143,36 @@ void report_text(FILE *f, const struct opts *o, const struct result *res) {
 static void json_lat(FILE *f, const struct hist *h) {
     double v[LAT_N];
     report_lat(h, v);
-    for (int i = 0; i < LAT_N; i++) fprintf(f, "%s\"%s\":%.4f", i ? "," : "", report_lat_name[i], v[i]);
+    for (int i = 0; i < LAT_N; i++)
+        fprintf(f, "%s\"%s\":%.4f", i ? "," : "", report_lat_name[i], v[i]);
 }
 
 static void json_str(FILE *f, const char *s) {
     fputc('"', f);
     for (; *s; s++) {
         unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\') fprintf(f, "\\%c", ch);
-        else if (ch < 0x20) fprintf(f, "\\u%04x", ch);
-        else fputc(ch, f);
+        if (ch == '"' || ch == '\\')
+            fprintf(f, "\\%c", ch);
+        else if (ch < 0x20)
+            fprintf(f, "\\u%04x", ch);
+        else
+            fputc(ch, f);
     }
     fputc('"', f);
 }
 
 static void json_run(FILE *f, const struct opts *o, const struct result *res) {
-    fprintf(f, "\"tool\":\"concert-load\",\"started\":\"%s\",\"target\":\"http://%s:%d\",", res->started,
-            o->host, o->port);
+    fprintf(f, "\"tool\":\"concert-load\",\"started\":\"%s\",\"target\":\"http://%s:%d\",",
+            res->started, o->host, o->port);
     fprintf(f, "\"scenario\":\"%s\",\"executor\":\"%s\",\"test\":", load_scenario_name[o->scenario],
             load_executor_name[o->executor]);
-    if (o->test) json_str(f, o->test);
-    else fputs("null", f);
-    fprintf(f, ",\"vus\":%ld,\"connections\":%ld,\"threads\":%d,\"duration_s\":%.3f,\"rate\":%.6g,"
-               "\"iterations_per_vu\":%ld,\"stages\":[",
+    if (o->test)
+        json_str(f, o->test);
+    else
+        fputs("null", f);
+    fprintf(f,
+            ",\"vus\":%ld,\"connections\":%ld,\"threads\":%d,\"duration_s\":%.3f,\"rate\":%.6g,"
+            "\"iterations_per_vu\":%ld,\"stages\":[",
             o->vus, o->conns, o->threads, res->secs, o->rate, o->iterations);
     for (int i = 0; o->executor == X_RAMPING && i < o->nstages; i++)
         fprintf(f, "%s{\"duration_s\":%.3f,\"target\":%ld}", i ? "," : "",
@@ -176,12 +193,15 @@ static void json_metrics(FILE *f, const struct result *res) {
     fprintf(f, "\"checks\":{\"rate\":%.6f,\"passes\":%llu,\"fails\":%llu},",
             pass + fail ? (double)pass / (double)(pass + fail) : 1, (unsigned long long)pass,
             (unsigned long long)fail);
-    fprintf(f, "\"iterations\":{\"count\":%llu,\"rate\":%.3f,\"interrupted\":%llu,\"dropped\":%llu},",
+    fprintf(f,
+            "\"iterations\":{\"count\":%llu,\"rate\":%.3f,\"interrupted\":%llu,\"dropped\":%llu},",
             (unsigned long long)m->iters, (double)m->iters / res->secs,
             (unsigned long long)m->interrupted, (unsigned long long)m->dropped);
     fprintf(f, "\"vus_max\":%ld,\"data_received\":%llu,\"data_sent\":%llu,", res->vus_max,
             (unsigned long long)m->bytes_in, (unsigned long long)m->bytes_out);
-    fprintf(f, "\"status\":{\"none\":%llu,\"1xx\":%llu,\"2xx\":%llu,\"3xx\":%llu,\"4xx\":%llu,\"5xx\":%llu},",
+    fprintf(f,
+            "\"status\":{\"none\":%llu,\"1xx\":%llu,\"2xx\":%llu,\"3xx\":%llu,\"4xx\":%llu,\"5xx\":"
+            "%llu},",
             (unsigned long long)m->status[0], (unsigned long long)m->status[1],
             (unsigned long long)m->status[2], (unsigned long long)m->status[3],
             (unsigned long long)m->status[4], (unsigned long long)m->status[5]);
@@ -221,12 +241,14 @@ int report_json(const char *path, const struct opts *o, const struct result *res
     for (int i = 0; i < o->nth; i++) {
         fprintf(f, "%s{\"threshold\":", i ? "," : "");
         json_str(f, o->th[i].text);
-        fprintf(f, ",\"ok\":%s,\"value\":%.6g}", res->th_ok[i] ? "true" : "false", res->th_value[i]);
+        fprintf(f, ",\"ok\":%s,\"value\":%.6g}", res->th_ok[i] ? "true" : "false",
+                res->th_value[i]);
     }
     fprintf(f, "],\"thresholds_ok\":%s,\"breakpoint\":", res->thresholds_ok ? "true" : "false");
     if (o->test && strcmp(o->test, "breakpoint") == 0) {
-        fprintf(f, "{\"broke\":%s,\"at_s\":%.0f,\"vus\":%ld,\"rps\":%.1f,\"best_rps\":%.1f,"
-                   "\"best_vus\":%ld,\"why\":",
+        fprintf(f,
+                "{\"broke\":%s,\"at_s\":%.0f,\"vus\":%ld,\"rps\":%.1f,\"best_rps\":%.1f,"
+                "\"best_vus\":%ld,\"why\":",
                 res->broke ? "true" : "false", res->broke_at_s, res->broke_vus, res->broke_rps,
                 res->best_rps, res->best_vus);
         json_str(f, res->broke_why);
@@ -239,11 +261,13 @@ int report_json(const char *path, const struct opts *o, const struct result *res
         const struct second *x = &res->m.sec[s];
         double v[LAT_N];
         report_lat(&x->h, v);
-        fprintf(f, "%s{\"t\":%zu,\"vus\":%ld,\"target\":%ld,\"reqs\":%llu,\"failed\":%llu,"
-                   "\"iterations\":%llu,\"p50\":%.4f,\"p90\":%.4f,\"p95\":%.4f,\"p99\":%.4f,\"max\":%.4f}",
-                s ? "," : "", s, res->vus_sec[s], res->target_sec[s], (unsigned long long)x->reqs,
-                (unsigned long long)x->failed, (unsigned long long)x->iters, v[LAT_MED], v[LAT_P90],
-                v[LAT_P95], v[LAT_P99], v[LAT_MAX]);
+        fprintf(
+            f,
+            "%s{\"t\":%zu,\"vus\":%ld,\"target\":%ld,\"reqs\":%llu,\"failed\":%llu,"
+            "\"iterations\":%llu,\"p50\":%.4f,\"p90\":%.4f,\"p95\":%.4f,\"p99\":%.4f,\"max\":%.4f}",
+            s ? "," : "", s, res->vus_sec[s], res->target_sec[s], (unsigned long long)x->reqs,
+            (unsigned long long)x->failed, (unsigned long long)x->iters, v[LAT_MED], v[LAT_P90],
+            v[LAT_P95], v[LAT_P99], v[LAT_MAX]);
     }
     fputs("]}\n", f);
     return fclose(f);

@@ -24,8 +24,20 @@
 #include "load.h"
 
 enum step {
-    ST_ENTER = 1, ST_POLL, ST_LEAVE, ST_CONCERTS, ST_SESSIONS, ST_SEATS, ST_HOLD, ST_PAY,
-    ST_BALANCE, ST_CHARGE, ST_TOKEN, ST_STATUS, ST_SCHEDULES, ST_GET
+    ST_ENTER = 1,
+    ST_POLL,
+    ST_LEAVE,
+    ST_CONCERTS,
+    ST_SESSIONS,
+    ST_SEATS,
+    ST_HOLD,
+    ST_PAY,
+    ST_BALANCE,
+    ST_CHARGE,
+    ST_TOKEN,
+    ST_STATUS,
+    ST_SCHEDULES,
+    ST_GET
 };
 
 #define HOLD_ATTEMPTS 3
@@ -228,8 +240,7 @@ static enum act on_balance(struct vu *v, struct sctx *c, const struct resp *r) {
         return A_SEND;
     }
     /* Another user may charge the same account in between: at least. */
-    int ok = r->status == 200 && js_int(r->body, key, &amount, NULL) &&
-             amount >= v->price + v->rid;
+    int ok = r->status == 200 && js_int(r->body, key, &amount, NULL) && amount >= v->price + v->rid;
     load_check(c, C_CHARGED, ok);
     return A_DONE;
 }
@@ -298,15 +309,19 @@ static void classic_request(const struct vu *v, const struct opts *o, struct req
         q->route = R_STATUS;
         snprintf(q->path, sizeof(q->path), "/api/token/status/%ld", v->user);
         break;
-    case ST_CONCERTS: q->route = R_CONCERTS; snprintf(q->path, sizeof(q->path), "/api/concerts"); break;
+    case ST_CONCERTS:
+        q->route = R_CONCERTS;
+        snprintf(q->path, sizeof(q->path), "/api/concerts");
+        break;
     case ST_SCHEDULES:
         q->route = R_SCHEDULES;
         snprintf(q->path, sizeof(q->path), "/api/concerts/schedules/%" PRId64, v->concert);
         break;
     case ST_SEATS:
         q->route = R_SEATS;
-        snprintf(q->path, sizeof(q->path), "/api/concerts/seats/%" PRId64 "?page=%" PRId64 "&size=%ld",
-                 v->session, v->after, o->limit);
+        snprintf(q->path, sizeof(q->path),
+                 "/api/concerts/seats/%" PRId64 "?page=%" PRId64 "&size=%ld", v->session, v->after,
+                 o->limit);
         break;
     case ST_HOLD:
         q->route = R_RESERVE, q->method = "POST";
@@ -347,13 +362,19 @@ static void v1_request(const struct vu *v, const struct opts *o, struct req *q) 
         snprintf(q->path, sizeof(q->path), "/api/v1/waiting-queues");
         snprintf(q->body, sizeof(q->body), "{\"userId\":%ld}", v->user);
         break;
-    case ST_POLL: q->route = R_POLL; snprintf(q->path, sizeof(q->path), "/api/v1/waiting-queues"); break;
+    case ST_POLL:
+        q->route = R_POLL;
+        snprintf(q->path, sizeof(q->path), "/api/v1/waiting-queues");
+        break;
     case ST_LEAVE:
         q->route = R_LEAVE, q->method = "DELETE";
         expect(q, 204, 0);
         snprintf(q->path, sizeof(q->path), "/api/v1/waiting-queues");
         break;
-    case ST_CONCERTS: q->route = R_CONCERTS; snprintf(q->path, sizeof(q->path), "/api/v1/concerts"); break;
+    case ST_CONCERTS:
+        q->route = R_CONCERTS;
+        snprintf(q->path, sizeof(q->path), "/api/v1/concerts");
+        break;
     case ST_SESSIONS:
         q->route = R_SESSIONS;
         snprintf(q->path, sizeof(q->path), "/api/v1/concerts/%" PRId64 "/sessions", v->concert);
@@ -368,16 +389,17 @@ static void v1_request(const struct vu *v, const struct opts *o, struct req *q) 
         q->route = R_HOLD, q->method = "POST";
         expect(q, 201, 409);
         seat_list(v, seats, sizeof(seats));
-        snprintf(q->path, sizeof(q->path), "/api/v1/concerts/%" PRId64 "/sessions/%" PRId64 "/reservations",
-                 v->concert, v->session);
+        snprintf(q->path, sizeof(q->path),
+                 "/api/v1/concerts/%" PRId64 "/sessions/%" PRId64 "/reservations", v->concert,
+                 v->session);
         snprintf(q->body, sizeof(q->body), "{\"userId\":%ld,\"seatIds\":%s}", v->user, seats);
         break;
     case ST_PAY:
         q->route = R_PAY, q->method = "POST";
         expect(q, 201, 0);
         snprintf(q->path, sizeof(q->path), "/api/v1/payments");
-        snprintf(q->body, sizeof(q->body), "{\"userId\":%ld,\"reservationId\":%" PRId64 "}", v->user,
-                 v->rid);
+        snprintf(q->body, sizeof(q->body), "{\"userId\":%ld,\"reservationId\":%" PRId64 "}",
+                 v->user, v->rid);
         break;
     case ST_BALANCE:
         q->route = R_BALANCE, q->token = NULL;
@@ -395,7 +417,8 @@ static void v1_request(const struct vu *v, const struct opts *o, struct req *q) 
 /* src with every {n} replaced by the user id, and every {i} by a number
  * unique to this iteration of this user among all users' iterations
  * (user-base + 1 + user index + iteration x VUs). */
-static void subst(char *dst, size_t cap, const char *src, const struct vu *v, const struct opts *o) {
+static void subst(char *dst, size_t cap, const char *src, const struct vu *v,
+                  const struct opts *o) {
     size_t off = 0;
     while (*src && off + 1 < cap) {
         if (src[0] == '{' && (src[1] == 'n' || src[1] == 'i') && src[2] == '}') {
