@@ -201,6 +201,17 @@ def test_breakpoint_stops_where_it_breaks(server, tmp_path):
     assert "breakpoint: broke at" in out
 
 
+def test_presets_shape_the_stages(server, tmp_path):
+    srv = server(tokens=False)
+    want = {"load": [10, 10, 0], "stress": [10, 10, 20, 20, 0], "spike": [1, 1, 10, 10, 1, 1, 0]}
+    for test, targets in want.items():
+        d, _ = load(srv.url, "get", "--path", "/api/v1/concerts", "--test", test, "--vus", 10,
+                    "--duration", "2s", tmp_path=tmp_path)
+        assert [s["target"] for s in d["stages"]] == targets, (test, d["stages"])
+        assert abs(sum(s["duration_s"] for s in d["stages"]) - 2.0) < 0.01, d["stages"]
+        assert d["metrics"]["vus_max"] >= 2 and d["metrics"]["http_req_failed"]["failed"] == 0
+
+
 def test_bad_options_are_refused_with_a_message(tmp_path):
     for args, word in ((["--scenario", "nope"], "--scenario"),
                        (["--scenario", "get", "--path", "/", "--rate", "x"], "--rate"),
