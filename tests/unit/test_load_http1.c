@@ -9,71 +9,66 @@
 
 #include "http1.h"
 
-static long parse(const char *text, struct resp *r, int *close, char *buf) {
+static char buf[512];
+static struct resp r;
+static int closes;
+
+static long parse(const char *text) {
     strcpy(buf, text);
-    return h1_parse(buf, strlen(text), r, close);
+    return h1_parse(buf, strlen(text), &r, &closes);
+}
+
+/* text parses whole, with that status, body length and Connection: close. */
+static void parses_as(const char *text, int status, size_t len, int close) {
+    closes = !close;
+    assert_int_equal(parse(text), (long)strlen(text));
+    assert_int_equal(r.status, status);
+    assert_int_equal(r.len, len);
+    assert_int_equal(closes, close);
 }
 
 static void test_content_length_response_waits_for_its_body(void **state) {
     (void)state;
-    char buf[512];
-    struct resp r;
-    int close = 1;
     const char *full = "HTTP/1.1 201 Created\r\nContent-Length: 5\r\nX: y\r\n\r\nhello";
-    assert_int_equal(parse(full, &r, &close, buf), (long)strlen(full));
-    assert_int_equal(r.status, 201);
-    assert_int_equal(r.len, 5);
+    parses_as(full, 201, 5, 0);
     assert_memory_equal(r.body, "hello", 5);
-    assert_int_equal(close, 0);
     for (size_t cut = 1; cut < strlen(full); cut++) { /* any prefix: more bytes needed */
         strcpy(buf, full);
-        assert_int_equal(h1_parse(buf, cut, &r, &close), 0);
+        assert_int_equal(h1_parse(buf, cut, &r, &closes), 0);
     }
 }
 
 static void test_chunked_body_is_decoded_only_when_complete(void **state) {
     (void)state;
-    char buf[512];
-    struct resp r;
-    int close = 0;
     const char *full = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
                        "4\r\ntrue\r\n3\r\n!!!\r\n0\r\n\r\n";
     strcpy(buf, full);
-    assert_int_equal(h1_parse(buf, strlen(full) - 3, &r, &close), 0);
+    assert_int_equal(h1_parse(buf, strlen(full) - 3, &r, &closes), 0);
     assert_string_equal(buf, full); /* nothing was decoded in place yet */
-    assert_int_equal(parse(full, &r, &close, buf), (long)strlen(full));
-    assert_int_equal(r.len, 7);
+    parses_as(full, 200, 7, 1);
     assert_memory_equal(r.body, "true!!!", 7);
-    assert_int_equal(close, 1);
 }
 
 static void test_no_body_statuses_and_bad_input(void **state) {
     (void)state;
-    char buf[512];
-    struct resp r;
-    int close = 0;
-    const char *nc = "HTTP/1.1 204 No Content\r\n\r\n";
-    assert_int_equal(parse(nc, &r, &close, buf), (long)strlen(nc));
-    assert_int_equal(r.status, 204);
-    assert_int_equal(r.len, 0);
-    assert_true(parse("SSH-2.0-OpenSSH\r\n\r\n", &r, &close, buf) < 0);
-    assert_true(parse("HTTP/1.1 200 OK\r\n\r\nno length", &r, &close, buf) < 0);
-    assert_int_equal(parse("HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n", &r, &close, buf) > 0, 1);
-    assert_int_equal(close, 1); /* HTTP/1.0 closes unless told otherwise */
+    parses_as("HTTP/1.1 204 No Content\r\n\r\n", 204, 0, 0);
+    assert_true(parse("SSH-2.0-OpenSSH\r\n\r\n") < 0);
+    assert_true(parse("HTTP/1.1 200 OK\r\n\r\nno length") < 0);
+    parses_as("HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n", 200, 0, 1); /* 1.0 closes */
 }
 
 static void test_request_carries_token_and_body(void **state) {
     (void)state;
-    char buf[1024];
+    char out[1024];
     struct req q = {.route = R_HOLD, .method = "POST", .token = "tok", .expect = {201, 409, 0}};
     strcpy(q.path, "/api/v1/x");
     strcpy(q.body, "{\"a\":1}");
-    size_t n = h1_write(buf, sizeof(buf), &q, "h:1", "X-A: b\r\n");
-    assert_int_equal(n, strlen(buf));
+    size_t n = h1_write(out, sizeof(out), &q, "h:1", "X-A: b\r\n");
+    assert_int_equal(n, strlen(out));
     assert_non_null(
-        strstr(buf, "POST /api/v1/x HTTP/1.1\r\nHost: h:1\r\nQUEUE-TOKEN: tok\r\nX-A: b\r\n"));
-    assert_non_null(strstr(buf, "Content-Length: 7\r\n\r\n{\"a\":1}"));
-    assert_int_equal(h1_write(buf, 20, &q, "h:1", ""), 0); /* does not fit */
+        strstr(out, "POST /api/v1/x HTTP/1.1\r\nHost: h:1\r\nQUEUE-TOKEN: tok\r\nX-A: b\r\n"));
+    assert_non_null(strstr(out, "Content-Length: 7\r\n\r\n{\"a\":1}"));
+    assert_int_equal(h1_write(out, 20, &q, "h:1", ""), 0); /* does not fit */
 }
 
 int main(void) {
