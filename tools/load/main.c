@@ -598,6 +598,20 @@ static int broken(struct run *r, struct result *res, size_t s, const struct opts
     return 0;
 }
 
+/* One progress line on a terminal (stderr), for the second that just
+ * finished: like k6's, so a long run is not silent. */
+static void progress(struct run *r, const struct opts *o, size_t done, int64_t total) {
+    static size_t shown;
+    if (o->quiet || done == 0 || done == shown || done >= r->nsec || !isatty(STDERR_FILENO)) return;
+    shown = done;
+    struct second x;
+    engine_merge_second(r, done - 1, &x);
+    fprintf(stderr,
+            "\r  %zus/%.0fs  VUs %ld  %llu req/s  %llu failed  p95 %.2f ms  %llu iterations   ",
+            done, (double)total / 1e6, r->vus_sec[done - 1], (unsigned long long)x.reqs,
+            (unsigned long long)x.failed, hist_pct(&x.h, 95) / 1000, (unsigned long long)x.iters);
+}
+
 static void control(struct run *r, struct result *res, const struct opts *o) {
     int64_t total = total_us(o);
     size_t checked = 2;
@@ -625,9 +639,11 @@ static void control(struct run *r, struct result *res, const struct opts *o) {
         }
         if (interrupted == 1 || el >= total) atomic_store(&r->stop, 1);
         if (interrupted > 1) atomic_store(&r->aborted, 1);
+        progress(r, o, engine_done_seconds(r), total);
         if (engine_all_finished(r)) break;
         usleep(20000);
     }
+    if (!o->quiet && isatty(STDERR_FILENO)) fputc('\n', stderr);
 }
 
 static void raise_nofile(long want) {
