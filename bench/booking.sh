@@ -99,15 +99,17 @@ wrk_warm "$C" "$LUA" "$USERS" concertd "${ARGS[@]}" 0
 sleep 1
 wrk_measure concertd "$C" "$LUA" "$USERS" concertd "${ARGS[@]}" "$HALF"
 
-# Paced: 300 users, each starting the flow once a period (think time, as
-# real fans), latency counted from when each flow was due (bench/qpoll.c
-# flow). Seats from LAST - 10000 up, above what the wrk runs reached.
-PACED_FIRST=$((LAST - 10000))
-cc -O2 -Wall -o "$WORK/qpoll" "$ROOT/bench/qpoll.c" || die "cannot build bench/qpoll.c"
+# Paced: 300 users, each starting the whole flow once a period (think time,
+# as real fans): enter the line, wait for ACTIVATED, concerts, sessions,
+# seats, hold 1-2 seats at random among those still available, pay.
+# concert-load's constant arrival rate, users in turn, latency counted from
+# when each request was due (a user waiting for a connection counts).
+[ -x "$LOAD" ] || die "no concert-load at $LOAD"
 say "paced flow: $USERS users, one flow each every ${FLOW_PERIOD} ms, ${FLOW_SECS}s ..."
-"$WORK/qpoll" flow 127.0.0.1 "$CPORT" "$USERS" "$PACED_FIRST" "$SEATS" "$SESSIONS" "$FLOW_PERIOD" \
-  "$FLOW_SECS" >"$WORK/paced.out" || die "paced flow failed: $(cat "$WORK/paced.out")"
-PACED=$(cat "$WORK/paced.out")
+"$LOAD" --target "$C" --scenario full-flow --vus "$USERS" --connections "$USERS" --poll 10ms \
+  --rate "$((USERS * 1000 / FLOW_PERIOD))/s" --duration "${FLOW_SECS}s" \
+  --json "$WORK/paced.json" >"$WORK/paced.out" 2>&1 || die "paced flow failed: $(cat "$WORK/paced.out")"
+PACED=$(load_kv "$WORK/paced.json")
 pkv() { sed -n "s/.*[ ^]$1=\([^ ]*\).*/\1/p" <<<" $PACED"; }
 
 read -r N_RPS N_P50 N_P95 N_P99 N_ERR < <(wrk_parse "$WORK/nginx.wrk")
@@ -160,6 +162,6 @@ report() {
   verdict "$([ "$LEDGER_BAD" -eq 0 ] && echo 1)" "every balance equals its ledger ($LEDGER_BAD users off)"
   verdict "$([ "$C_ERR" -eq 0 ] && echo 1)" "concertd answered every request with 2xx ($C_ERR errors)"
 }
-save_report report "$WORK/nginx.wrk" "$WORK/concertd.wrk"
+save_report report "$WORK/nginx.wrk" "$WORK/concertd.wrk" "$WORK/paced.out"
 bench_exit
 exit 0

@@ -5,7 +5,8 @@
 # processes started with track() stopped by PID on exit, free_port,
 # wait_http, fetch, start_concertd, start_nginx (+ nginx_return), wrk_warm,
 # wrk_measure, wrk_run, wrk_parse, poll_lua, secs, the number helpers ratio/lt/ge/le,
-# verdict (counts $FAILS), save_report and bench_exit.
+# verdict (counts $FAILS), save_report and bench_exit; $LOAD (concert-load)
+# and load_kv.
 # The caller sets BENCH_NAME before sourcing.
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -30,6 +31,8 @@ else
   (cd "$ROOT" && cmake --build build/release -j "$(nproc)" >/dev/null) || die "release build failed"
 fi
 [ -x "$BIN" ] || die "no concertd binary at $BIN"
+# concert-load (tools/load/), built beside concertd.
+LOAD=${CONCERT_LOAD_BIN:-$(dirname "$BIN")/concert-load}
 
 WORK=$(mktemp -d "/tmp/concertd-$BENCH_NAME.XXXXXX")
 chmod 755 "$WORK" # nginx workers may run as another user
@@ -91,7 +94,7 @@ start_nginx() {
   mkdir -p "$WORK/nginx"
   cat >"$WORK/nginx/nginx.conf" <<EOF
 daemon off;
-worker_processes 2;
+worker_processes ${NGINX_WORKERS:-2};
 pid $WORK/nginx/nginx.pid;
 error_log $WORK/nginx/error.log warn;
 worker_rlimit_nofile 65536;
@@ -205,6 +208,21 @@ wrk_parse() {
       printf "%.0f %s %s %s %d\n", rps, p50, p95, p99, err
     }
   ' "$1"
+}
+
+# load_kv JSON -> one line of key=value figures from a concert-load --json
+# file: requests rps errors (failed requests) dropped (arrival-rate
+# iterations that found no free user) iterations p50_ms p95_ms p99_ms max_ms.
+load_kv() {
+  "$PY" - "$1" <<'PYEOF'
+import json, sys
+d = json.load(open(sys.argv[1]))
+m, l = d["metrics"], d["metrics"]["http_req_duration"]
+print(f'requests={m["http_reqs"]["count"]} rps={m["http_reqs"]["rate"]:.0f} '
+      f'errors={m["http_req_failed"]["failed"]} dropped={m["iterations"]["dropped"]} '
+      f'iterations={m["iterations"]["count"]} p50_ms={l["med"]:.3f} p95_ms={l["p95"]:.3f} '
+      f'p99_ms={l["p99"]:.3f} max_ms={l["max"]:.3f}')
+PYEOF
 }
 
 # secs DURATION: wrk's "10s" / "2m" in seconds.

@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # queue_poll.sh -- the waiting room under an on-sale crowd (DESIGN.md 6):
 #
-#   1. USERS people enter (POST /api/v1/waiting-queues), 64 at a time;
+#   1. USERS people enter (POST /api/v1/waiting-queues), 50 at a time
+#      (concert-load, 50 users each entering USERS/50 distinct people);
 #   2. the queue poll (GET with QUEUE-TOKEN) at full speed with wrk, against
 #      nginx answering the same bytes to the same requests, at 64 and at
 #      1,000 connections;
 #   3. every one of the USERS polls every 3 s over 10,000 connections, paced
-#      (bench/qpoll.c), for BENCH_POLL_SECS; latency counted from when each
-#      poll was due; RSS of concertd afterwards.
+#      (concert-load), for BENCH_POLL_SECS; latency counted from when each
+#      poll was due; RSS of concertd afterwards. The paced poll is
+#      concert-load's constant arrival rate: USERS / 3 s polls a second, each
+#      person in turn, from 4 source addresses (127.0.0.1-4).
 #
 #   bench/queue_poll.sh
 #   BENCH_USERS=10000 BENCH_POLL_SECS=10 bench/queue_poll.sh     # a quick look
@@ -35,7 +38,9 @@ POLL_PERIOD=${BENCH_POLL_PERIOD:-3000}
 POLL_SECS=${BENCH_POLL_SECS:-30}
 ulimit -n "$(ulimit -Hn)" # 10,000 client sockets in this process tree
 
-cc -O2 -Wall -o "$WORK/qpoll" "$ROOT/bench/qpoll.c" || die "cannot build bench/qpoll.c"
+[ -x "$LOAD" ] || die "no concert-load at $LOAD"
+ENTER_VUS=50
+[ $((USERS % ENTER_VUS)) -eq 0 ] || die "BENCH_USERS must be a multiple of $ENTER_VUS"
 
 DB=$WORK/queue.db
 "$BIN" seed --db "sqlite:$DB" --users 0 >/dev/null 2>"$WORK/seed.err" \
@@ -49,9 +54,17 @@ rss() { awk '/VmRSS/ { printf "%.0f", $2 / 1024 }' "/proc/$CPID/status"; }
 rss_split() { awk '/RssAnon|RssFile/ { printf "%s %.0f MB ", $1, $2 / 1024 }' "/proc/$CPID/status"; }
 
 say "entering $USERS users ..."
-"$WORK/qpoll" enter 127.0.0.1 "$CPORT" 1 "$USERS" 64 "$WORK/tokens" >"$WORK/enter.out" \
-  || die "enter failed: $(cat "$WORK/enter.out")"
-ENTER=$(cat "$WORK/enter.out")
+"$LOAD" --target "$C" --scenario get --method POST --path /api/v1/waiting-queues \
+  --body '{"userId":{i}}' --vus "$ENTER_VUS" --iterations $((USERS / ENTER_VUS)) \
+  --json "$WORK/enter.json" >"$WORK/enter.out" 2>&1 || die "enter failed: $(cat "$WORK/enter.out")"
+ENTER=$(load_kv "$WORK/enter.json")
+# Everyone's token, in user order (user n polls with line n).
+"$PY" - "$DB" >"$WORK/tokens" <<'PYEOF'
+import sqlite3, sys
+for (t,) in sqlite3.connect(sys.argv[1]).execute("SELECT token FROM waiting_tokens ORDER BY user_id"):
+    print(t)
+PYEOF
+[ "$(wc -l <"$WORK/tokens")" -eq "$USERS" ] || die "expected $USERS tokens in the database"
 RSS_LINE=$(rss)
 RSS_LINE_SPLIT=$(rss_split)
 kv() { sed -n "s/.*[ ^]$1=\([^ ]*\).*/\1/p" <<<" $2"; }
@@ -78,9 +91,12 @@ done
 # (interleaved rounds, medians and spread; one on/off pair is noise here).
 
 say "paced poll: $USERS users every ${POLL_PERIOD} ms over $POLL_CONNS connections, ${POLL_SECS}s ..."
-"$WORK/qpoll" poll 127.0.0.1 "$CPORT" "$WORK/tokens" "$POLL_CONNS" "$POLL_PERIOD" "$POLL_SECS" \
-  >"$WORK/poll.out" || die "paced poll failed: $(cat "$WORK/poll.out")"
-POLL=$(cat "$WORK/poll.out")
+"$LOAD" --target "$C" --scenario get --path /api/v1/waiting-queues --tokens "$WORK/tokens" \
+  --vus "$USERS" --connections "$POLL_CONNS" --source 127.0.0.1-127.0.0.4 \
+  --rate "$((USERS * 1000 / POLL_PERIOD))/s" --duration "${POLL_SECS}s" \
+  --json "$WORK/poll.json" --html "$WORK/poll.html" >"$WORK/poll.out" 2>&1 \
+  || die "paced poll failed: $(cat "$WORK/poll.out")"
+POLL=$(load_kv "$WORK/poll.json")
 RSS_POLL=$(rss)
 RSS_POLL_SPLIT=$(rss_split)
 kill -0 "$CPID" 2>/dev/null || die "concertd died: $(tail -20 "$WORK/concertd.err")"
@@ -116,11 +132,12 @@ report() {
   local perr pp99
   perr=$(kv errors "$POLL")
   pp99=$(kv p99_ms "$POLL")
-  verdict "$([ "$perr" = 0 ] && echo 1)" "paced poll of $USERS users: 0 errors (got $perr)"
+  verdict "$([ "$perr" = 0 ] && [ "$(kv dropped "$POLL")" = 0 ] && echo 1)" \
+    "paced poll of $USERS users: 0 errors, none late to start (got $perr errors, $(kv dropped "$POLL") dropped)"
   verdict "$(lt "$pp99" 50 && echo 1)" "paced poll of $USERS users: p99 < 50 ms (got $pp99 ms)"
   verdict "$(lt "$RSS_POLL" 256 && echo 1)" "RSS < 256 MB with $USERS in line and $POLL_CONNS connections (got $RSS_POLL MB)"
 }
 
-save_report report "$WORK"/nginx_64.wrk "$WORK"/concertd_64.wrk "$WORK"/nginx_1000.wrk \
+save_report report "$WORK"/poll.out "$WORK"/nginx_64.wrk "$WORK"/concertd_64.wrk "$WORK"/nginx_1000.wrk \
   "$WORK"/concertd_1000.wrk
 bench_exit

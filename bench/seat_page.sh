@@ -142,20 +142,23 @@ run nginx_sessions "$N/sessions" "$WORK/token.lua"
 run concertd_sessions "$C$SESSIONS_PATH" "$WORK/token.lua"
 
 # Paced: the same random seat pages at a fixed rate well below saturation
-# (bench/qpoll.c, latency from when each request was due), against concertd
-# and against nginx. This is the service time a user sees on a busy but
+# (concert-load's constant arrival rate, latency from when each request was
+# due), against concertd and against nginx. This is the service time a user sees on a busy but
 # not overloaded server; the wrk runs above are the saturated ceiling.
-cc -O2 -Wall -o "$WORK/qpoll" "$ROOT/bench/qpoll.c" || die "cannot build bench/qpoll.c"
+[ -x "$LOAD" ] || die "no concert-load at $LOAD"
 sed 's|^/api/v1/concerts/[0-9]*/sessions/[0-9]*/seats|/seats|' "$WORK/paced_paths" \
   >"$WORK/paced_paths_nginx"
 say "paced: $PACED_RATE req/s over $CONNS connections, $PACED_SECS s, nginx then concertd ..."
-"$WORK/qpoll" get 127.0.0.1 "$NPORT" "$WORK/paced_paths_nginx" "$CONNS" "$PACED_RATE" \
-  "$PACED_SECS" "$TOKEN" >"$WORK/paced_nginx.out" || die "paced nginx run failed"
-"$WORK/qpoll" get 127.0.0.1 "$CPORT" "$WORK/paced_paths" "$CONNS" "$PACED_RATE" "$PACED_SECS" \
-  "$TOKEN" >"$WORK/paced_concertd.out" || die "paced concertd run failed"
+paced() { # name base-url paths-file
+  "$LOAD" --target "$2" --scenario get --paths "$3" --header "QUEUE-TOKEN: $TOKEN" \
+    --rate "$PACED_RATE/s" --vus 1000 --connections "$CONNS" --duration "${PACED_SECS}s" \
+    --json "$WORK/$1.json" >"$WORK/$1.out" 2>&1 || die "paced $1 run failed: $(tail "$WORK/$1.out")"
+}
+paced paced_nginx "$N" "$WORK/paced_paths_nginx"
+paced paced_concertd "$C" "$WORK/paced_paths"
 kv() { sed -n "s/.*[ ^]$1=\([^ ]*\).*/\1/p" <<<" $2"; }
-PN=$(cat "$WORK/paced_nginx.out")
-PC=$(cat "$WORK/paced_concertd.out")
+PN=$(load_kv "$WORK/paced_nginx.json")
+PC=$(load_kv "$WORK/paced_concertd.json")
 
 read -r NS_RPS NS_P50 _ NS_P99 NS_ERR < <(wrk_parse "$WORK/nginx_seats.wrk")
 read -r CS_RPS CS_P50 _ CS_P99 CS_ERR < <(wrk_parse "$WORK/concertd_seats.wrk")
