@@ -27,10 +27,16 @@ const st = {
 let holdTimer = null;
 let windowTimer = null;
 
-function show(step) {
-  for (const id of STEPS) $(id).hidden = id !== step;
-  const h = $(step).querySelector('h2');
+// Shows the given steps (the seat map stays in view under the payment
+// step, read-only) and focuses the last one's heading.
+function show(...steps) {
+  for (const id of STEPS) $(id).hidden = !steps.includes(id);
+  const h = $(steps[steps.length - 1]).querySelector('h2');
   if (h) h.focus();
+  const paying = steps.includes('step-pay');
+  $('map').inert = paying;
+  $('seat-actions').hidden = paying;
+  $('map-help').hidden = paying;
 }
 
 function problem(text, kind = 'error') {
@@ -323,7 +329,8 @@ function showPay() {
   $('held-total').textContent = formatWon(h.totalPrice);
   $('charge').hidden = true;
   $('pay').disabled = false;
-  show('step-pay');
+  markHeld(h.seats);
+  show('step-seats', 'step-pay');
   clearInterval(holdTimer);
   let lastMinute = null;
   const tick = () => {
@@ -339,6 +346,16 @@ function showPay() {
   tick();
   holdTimer = setInterval(tick, 250);
   loadBalance();
+}
+
+// Marks the held seats on the (now read-only) map.
+function markHeld(seats) {
+  for (const s of seats) {
+    const b = $('map').querySelector(`button.seat[data-number="${s.seatNumber}"]`);
+    if (!b) continue;
+    b.classList.add('held');
+    b.setAttribute('aria-label', `Seat ${seatName(s.seatNumber)}, ${s.grade}, held for you`);
+  }
 }
 
 async function holdEnded(text) {
