@@ -87,7 +87,7 @@ struct request {
 };
 
 static const struct api_route *const route_tables[] = {api_routes_v1, api_routes_classic,
-                                                     api_routes_web, NULL};
+                                                       api_routes_web, NULL};
 
 static int method_bit(const char *m) {
     static const struct {
