@@ -157,7 +157,6 @@ document.addEventListener('visibilitychange', () => {
   if (document.visibilityState === 'visible' && ticket && timer) pollIn(0);
 });
 
-$('line-title').setAttribute('tabindex', '-1');
 if (ticket) {
   show('line');
   $('who').textContent = String(ticket.userId);
