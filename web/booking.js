@@ -79,17 +79,37 @@ function seatName(number) {
 
 // ---- the booking window (the token's activeUntil) -------------------------
 
+// Counts down to activeUntil. The clocks (the server's Date and the fan's)
+// only agree to about a second, so at zero the page asks the server
+// before it says the time is over.
 function startWindow(activeUntil, serverDate) {
+  clearInterval(windowTimer);
   const end = Date.now() + (Date.parse(activeUntil) - serverDate);
   if (!Number.isFinite(end)) return;
   const tick = () => {
     const left = (end - Date.now()) / 1000;
     $('window').hidden = false;
     $('window').textContent = `Booking time left: ${formatClock(left)}`;
-    if (left <= 0) gate('Your booking time is over. Please join the waiting room again.');
+    if (left <= 0) {
+      clearInterval(windowTimer);
+      confirmWindowOver();
+    }
   };
   tick();
   windowTimer = setInterval(tick, 1000);
+}
+
+async function confirmWindowOver() {
+  const r = await api('GET', '/api/v1/waiting-queues', { token: ticket.token });
+  if (!$('step-done').hidden) return; // paid meanwhile: the token ended with the payment
+  if (r.ok && r.data.status === 'ACTIVATED' && r.data.activeUntil) {
+    setTimeout(() => startWindow(r.data.activeUntil, r.date), 1000);
+  } else if (r.ok || tokenGone(r)) {
+    forgetTicket();
+    gate('Your booking time is over. Please join the waiting room again.');
+  } else {
+    setTimeout(confirmWindowOver, 2000); // no answer: ask again
+  }
 }
 
 // ---- 1. concerts, 2. sessions ----------------------------------------------
