@@ -219,7 +219,8 @@ static const char *path_problem(const char *url) {
 }
 
 /* Checks everything that needs no body, in this order: header size (431),
- * declared body size (413), route (404, 405, 400 for a bad path id), body on
+ * declared body size (413), the path's shape (400, path_problem()), route
+ * (404, 405, 400 for a bad path id), body on
  * GET/DELETE (400). Returns 1 when rq->res already holds the answer, 0 when
  * the handler should run after the body (if any) has arrived. */
 static int begin(struct request *rq, const char *url, const char *version) {
