@@ -14,6 +14,7 @@ missing chromium or node is a failure (run scripts/deps), not a skip."""
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -167,6 +168,15 @@ def test_unreadable_web_root_stops_start_up(tmp_path):
                  "--web-root", str(tmp_path / "missing"), timeout=15)
     assert cp.returncode != 0
     assert "--web-root" in cp.stderr and "index.html" in cp.stderr, cp.stderr
+
+
+def test_pages_talk_only_to_the_v1_api():
+    calls = []
+    for js in sorted(WEB.glob("*.js")):
+        calls += [(js.name, m.group(1)) for m in re.finditer(r"['`](/api/[^'`]*)", js.read_text())]
+    assert len(calls) >= 8, calls
+    wrong = [c for c in calls if not c[1].startswith("/api/v1/")]
+    assert not wrong, f"calls outside the v1 API: {wrong}"
 
 
 # ---------------------------------------------------------------------------
