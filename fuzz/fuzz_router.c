@@ -10,7 +10,8 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static const struct api_route *const tables[] = {api_routes_v1, api_routes_classic, NULL};
+static const struct api_route *const tables[] = {api_routes_v1, api_routes_classic, api_routes_web,
+                                                 NULL};
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     static struct router *rt;

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "api/api.h"
+#include "api/web.h"
 #include "cli.h"
 #include "core/config.h"
 #include "core/err.h"
@@ -117,6 +118,26 @@ static int open_events(const struct config *c, struct store *store, struct sink 
     return 0;
 }
 
+/* The fans' pages (web/) from --web-root into memory; *out stays NULL with
+ * "none". When the compiled-in default directory is missing (a binary
+ * copied away from its source tree), the server runs without pages and
+ * says so; a --web-root given that cannot be read stops start-up. */
+static int open_web(const struct config *c, struct web_site **out) {
+    char err[512];
+    *out = NULL;
+    if (strcmp(c->web_root, "none") == 0) return 0;
+    if (web_load(c->web_root, c->max_seats_per_hold, out, err, sizeof(err)) == 0) {
+        LOG_INFO("main", "web pages root=%s files=%zu", c->web_root, web_file_count(*out));
+        return 0;
+    }
+    if (strcmp(c->web_root, CONCERT_WEB_ROOT) == 0) {
+        LOG_WARN("main", "no web pages: %s (set --web-root, or none)", err);
+        return 0;
+    }
+    fprintf(stderr, "concertd: --web-root: %s\n", err);
+    return 1;
+}
+
 /* The reconciler and the relay write to the store: they stop before it closes. */
 static void close_payments(struct gateway *gw, struct payments *pay, struct sink *sink,
                            struct outbox_relay *relay) {
@@ -173,7 +194,13 @@ static int serve(const struct config *c) {
         close_all(wr, sweeper, queue, store);
         return 1;
     }
-    struct api_env env = {.store = store, .waitroom = wr, .payments = pay, .cfg = c};
+    struct web_site *web;
+    if (open_web(c, &web)) {
+        close_payments(gw, pay, sink, relay);
+        close_all(wr, sweeper, queue, store);
+        return 1;
+    }
+    struct api_env env = {.store = store, .waitroom = wr, .payments = pay, .cfg = c, .web = web};
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     struct http_opts o = {
         .listen = c->listen,
@@ -196,6 +223,7 @@ static int serve(const struct config *c) {
         fprintf(stderr, "concertd: %s\n", http ? "cannot start the waiting-room ticker" : err);
         close_payments(gw, pay, sink, relay);
         close_all(wr, sweeper, queue, store);
+        web_free(web);
         return 1;
     }
     LOG_INFO("main", "concertd %s ready db=%s store=%s", CONCERT_VERSION, c->db, store->kind);
@@ -205,6 +233,7 @@ static int serve(const struct config *c) {
     LOG_INFO("main", "signal=%s: shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
     http_stop(http);
     log_access_buffer_stop(); /* every request has been answered: their lines go out */
+    web_free(web); /* after the last response: bodies point into it */
     close_payments(gw, pay, sink, relay);
     close_all(wr, sweeper, queue, store);
     LOG_INFO("main", "bye");

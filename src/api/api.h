@@ -21,6 +21,7 @@ struct config;
 struct store;
 struct waitroom;
 struct payments;
+struct web_site;
 
 /* HTTP methods as bits, so a route can allow several and 405 can list them. */
 enum api_method {
@@ -40,6 +41,7 @@ struct api_env {
     struct waitroom *waitroom;
     struct payments *payments; /* card payments; NULL without --pg-url */
     const struct config *cfg;
+    const struct web_site *web; /* the pages of web/ (api/web.h); NULL: none */
 };
 
 #define API_MAX_PARAMS 4
@@ -88,6 +90,7 @@ struct api_route {
  * serves all of them. */
 extern const struct api_route api_routes_v1[];
 extern const struct api_route api_routes_classic[]; /* DESIGN.md 4.2, api/classic.c */
+extern const struct api_route api_routes_web[];     /* the pages of web/, api/web.c */
 
 /* Error responses: {"error":{"code":CODE,"message":...}}. */
 void api_error(struct api_req *r, struct api_res *w, int status, const char *code, const char *fmt,

@@ -97,6 +97,8 @@ static const struct cfg_option options[] = {
      "admission interval"},
     {"admin-key", OPT_STRING, OFF(admin_key), NULL, 0, 0, NULL, CMD_SERVE, "KEY",
      "X-Admin-Key for /api/v1/admin/* (none: admin routes refuse everyone)"},
+    {"web-root", OPT_STRING, OFF(web_root), CONCERT_WEB_ROOT, 0, 0, NULL, CMD_SERVE, "DIR",
+     "the fans' pages (docs/web.md), read at start; none: serve no pages"},
     {"hold-ttl", OPT_DURATION, OFF(hold_ttl_ms), "5m", SEC, 24 * HOUR, NULL, CMD_SERVE, NULL,
      "how long a seat hold lasts before its seats are released"},
     {"max-seats-per-hold", OPT_INT, OFF(max_seats_per_hold), "4", 1, 100, NULL, CMD_SERVE, NULL,

@@ -50,6 +50,7 @@ struct config {
     int64_t queue_waiting_idle_ms;
     int64_t queue_tick_ms;
     const char *admin_key; /* NULL: admin routes refuse everyone */
+    const char *web_root;  /* directory of the fans' pages; "none": no pages */
 
     /* serve: booking */
     int64_t hold_ttl_ms;        /* how long a hold keeps its seats */

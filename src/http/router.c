@@ -40,6 +40,7 @@ static void compile(const struct api_route *r, struct compiled *c) {
     if (*p != '/') goto bad;
     c->route = r;
     c->nsegs = 0;
+    if (strcmp(p, "/") == 0) return; /* the root: no segments */
     int nparams = 0;
     while (*p == '/') {
         const char *s = ++p;
@@ -89,6 +90,7 @@ static int match_one(const struct compiled *c, const char *path, int64_t *params
                      const char **bad) {
     const char *p = path;
     int np = 0, badp = 0;
+    if (c->nsegs == 0) return strcmp(path, "/") == 0;
     for (int i = 0; i < c->nsegs; i++) {
         if (*p != '/') return 0;
         const char *s = ++p;

@@ -2,8 +2,9 @@
  *
  * One request's life: libmicrohttpd calls on_request() first with the
  * headers. begin() routes it and applies every check that needs no body
- * (header size 431, unknown route 404, method 405, bad path id 400, body on
- * GET 400, declared body too large 413). The body, if any, is gathered into
+ * (header size 431, declared body too large 413, a path with '.', '..' or
+ * empty segments, a backslash or a NUL 400, unknown route 404, method 405,
+ * bad path id 400, body on GET 400). The body, if any, is gathered into
  * the request arena (or read and dropped when the request is refused
  * already), and the handler runs on the final call. on_completed() frees
  * the arena once the response is on the wire.
@@ -97,7 +98,8 @@ struct request {
     char request_id[REQUEST_ID_MAX + 1];
 };
 
-static const struct api_route *const route_tables[] = {api_routes_v1, api_routes_classic, NULL};
+static const struct api_route *const route_tables[] = {api_routes_v1, api_routes_classic,
+                                                       api_routes_web, NULL};
 
 static int method_bit(const char *m) {
     static const struct {
@@ -185,8 +187,60 @@ static struct request *request_new(struct http_server *srv, struct MHD_Connectio
     return rq;
 }
 
+static int hex_value(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* Decodes %HH in the path and query values in place, as libmicrohttpd's own
+ * unescaper does, except %00: that stays as its three characters. Decoded,
+ * a NUL would silently cut the string libmicrohttpd hands us
+ * ("/index.html%00.js" would read as "/index.html"); kept, it is refused by path_problem()
+ * and is no valid number or token in a query value. */
+static size_t unescape(void *cls, struct MHD_Connection *conn, char *s) {
+    (void)cls;
+    (void)conn;
+    char *o = s;
+    for (const char *p = s; *p; p++) {
+        int hi = *p == '%' ? hex_value(p[1]) : -1;
+        int lo = hi >= 0 ? hex_value(p[2]) : -1;
+        if (lo >= 0 && (hi | lo)) {
+            *o++ = (char)(hi * 16 + lo);
+            p += 2;
+        } else {
+            *o++ = *p;
+        }
+    }
+    *o = '\0';
+    return (size_t)(o - s);
+}
+
+/* Why a (decoded) path is refused before routing, or NULL when it is fine:
+ * no route has a '.' or '..' segment, an empty segment, a backslash or a
+ * NUL, so such a path is an attempt to walk out of something (web/ for
+ * the pages) and deserves a 400 that says so rather than a 404. */
+static const char *path_problem(const char *url) {
+    if (url[0] != '/') return "the path must start with '/'";
+    if (strstr(url, "%00")) return "the path must not contain a NUL byte";
+    if (strchr(url, '\\')) return "the path must not contain a backslash";
+    if (strcmp(url, "/") == 0) return NULL;
+    for (const char *s = url; *s == '/';) {
+        const char *e = strchr(s + 1, '/');
+        size_t len = e ? (size_t)(e - s - 1) : strlen(s + 1);
+        if (len == 0 && e) return "the path must not contain empty segments (//)";
+        if ((len == 1 && s[1] == '.') || (len == 2 && s[1] == '.' && s[2] == '.'))
+            return "the path must not contain '.' or '..' segments";
+        if (!e) break;
+        s = e;
+    }
+    return NULL;
+}
+
 /* Checks everything that needs no body, in this order: header size (431),
- * declared body size (413), route (404, 405, 400 for a bad path id), body on
+ * declared body size (413), the path's shape (400, path_problem()), route
+ * (404, 405, 400 for a bad path id), body on
  * GET/DELETE (400). Returns 1 when rq->res already holds the answer, 0 when
  * the handler should run after the body (if any) has arrived. */
 static int begin(struct request *rq, const char *url, const char *version) {
@@ -218,6 +272,11 @@ static int begin(struct request *rq, const char *url, const char *version) {
     if (clen > 0) {
         rq->cap = (size_t)clen + 1;
         rq->body = arena_alloc(r->arena, rq->cap);
+    }
+    const char *bad_path = path_problem(url);
+    if (bad_path) {
+        api_error(r, w, 400, "INVALID_REQUEST", "%s", bad_path);
+        return 1;
     }
     struct route_match m;
     char allow[64];
@@ -483,7 +542,8 @@ int http_start(const struct http_opts *o, const struct api_env *env, struct http
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, o->max_connections_per_ip,
         MHD_OPTION_CONNECTION_TIMEOUT, o->timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT, pool,
         MHD_OPTION_LISTEN_BACKLOG_SIZE, 4096u, MHD_OPTION_STRICT_FOR_CLIENT, 1,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_END);
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_UNESCAPE_CALLBACK, unescape,
+        NULL, MHD_OPTION_END);
     if (!srv->d) {
         snprintf(errbuf, errlen, "cannot listen on %s (address in use or not available?)",
                  o->listen);
