@@ -41,7 +41,9 @@ struct config {
     int64_t max_header_bytes;  /* bytes: request line + headers */
     int64_t shutdown_grace_ms; /* how long in-flight requests may take on SIGTERM */
     int64_t metrics;           /* 1: count every request for /metrics */
-    const char *queue;         /* "local" */
+    const char *queue;         /* "local" or "redis://..." (serve, seed) */
+    const char *queue_prefix;  /* Redis key prefix (serve, seed) */
+    int64_t queue_lease_ms;    /* Redis: the admitting instance's lease */
     int64_t queue_max_active;
     int64_t queue_admit_per_sec;
     int64_t queue_active_ttl_ms;

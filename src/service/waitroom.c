@@ -274,6 +274,10 @@ int waitroom_stats(struct waitroom *w, int64_t now, struct waitroom_stats *out) 
     return 0;
 }
 
+int waitroom_ping(struct waitroom *w) {
+    return w->q->ops->ping(w->q);
+}
+
 int waitroom_set_limits(struct waitroom *w, int64_t max_active, int64_t admit_per_sec) {
     if (max_active < 0 || max_active > WAITROOM_MAX_ACTIVE_MAX || admit_per_sec < 0 ||
         admit_per_sec > WAITROOM_ADMIT_PER_SEC_MAX)
