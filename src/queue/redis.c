@@ -38,6 +38,7 @@
 #include <assert.h>
 #include <hiredis/hiredis.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,6 +76,7 @@ struct redis_queue {
     char *prefix;
     int64_t lease_ms;
     char id[80]; /* this instance, in the lease */
+    atomic_int down; /* the last connect failed: log the outage once */
 
     pthread_mutex_t mu; /* guards what follows */
     pthread_cond_t freed;
@@ -122,11 +124,14 @@ static int load_scripts(struct redis_queue *q, redisContext *c) {
 static redisContext *conn_open(struct redis_queue *q) {
     redisContext *c = redisConnectWithTimeout(q->host, q->port, timeout_tv());
     if (!c || c->err) {
-        LOG_WARN(MOD, "op=connect queue=redis addr=%s:%d err=\"%s\"", q->host, q->port,
-                 c ? c->errstr : "out of memory");
+        if (!atomic_exchange(&q->down, 1)) /* once per outage, not once per try */
+            LOG_WARN(MOD, "op=connect queue=redis addr=%s:%d err=\"%s\"", q->host, q->port,
+                     c ? c->errstr : "out of memory");
         if (c) redisFree(c);
         return NULL;
     }
+    if (atomic_exchange(&q->down, 0))
+        LOG_INFO(MOD, "op=connect queue=redis addr=%s:%d msg=\"reachable again\"", q->host, q->port);
     int bad = redisSetTimeout(c, timeout_tv()) != REDIS_OK;
     if (!bad && q->db) {
         redisReply *r = redisCommand(c, "SELECT %lld", (long long)q->db);

@@ -108,11 +108,14 @@ static void *ticker(void *arg) {
     struct waitroom *w = arg;
     struct timespec next;
     clock_gettime(CLOCK_MONOTONIC, &next);
+    int failing = 0; /* log an outage when it starts and ends, not every tick */
     pthread_mutex_lock(&w->mu);
     while (!w->stopping) {
         pthread_mutex_unlock(&w->mu);
         int rc = waitroom_tick(w, w->o.now_ms());
-        if (rc) LOG_WARN(MOD, "op=tick err=%s", err_str(rc));
+        if (rc && !failing) LOG_WARN(MOD, "op=tick err=%s msg=\"ticks fail until it clears\"", err_str(rc));
+        if (!rc && failing) LOG_INFO(MOD, "op=tick msg=\"ticking again\"");
+        failing = rc != 0;
         next.tv_nsec += (long)(w->o.tick_ms % 1000) * 1000000L;
         next.tv_sec += (time_t)(w->o.tick_ms / 1000) + next.tv_nsec / 1000000000L;
         next.tv_nsec %= 1000000000L;
