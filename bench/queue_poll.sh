@@ -11,6 +11,12 @@
 #
 #   bench/queue_poll.sh
 #   BENCH_USERS=10000 BENCH_POLL_SECS=10 bench/queue_poll.sh     # a quick look
+#   BENCH_REDIS=1 bench/queue_poll.sh     # also the poll with --queue redis://
+#
+#   4. with BENCH_REDIS=1: a throwaway redis-server, a concertd with
+#      --queue redis:// on it, the same USERS entering, and the same wrk
+#      poll at 64 and 1,000 connections: the distributed poll (one Redis
+#      round trip) against the embedded one and nginx, in the same run.
 #
 # Environment (defaults in brackets):
 #   BENCH_USERS       people in line                              [100000]
@@ -21,6 +27,7 @@
 #   BENCH_WARMUP      wrk -d of the unrecorded warm-up run        [3s]
 #   BENCH_THREADS     wrk -t                                      [2]
 #   BENCH_SERVE_ARGS  extra `concertd serve` options              []
+#   BENCH_REDIS=1     also measure the poll with --queue redis:// [0]
 #   BENCH_STRICT=1    exit 2 when a target FAILs                  [report only]
 #   BENCH_KEEP=1      keep the temp dir
 #   CONCERTD_BIN      binary to measure      [build/release/concertd, built if needed]
@@ -67,11 +74,12 @@ start_nginx "    location = /api/v1/waiting-queues { alias $WORK/www/poll.json; 
 wait_http "$N/api/v1/waiting-queues" 10 || die "nginx did not start: $(tail "$WORK/nginx/error.log")"
 
 # wrk: every request carries a different token, round robin from a random start.
-cat >"$WORK/poll.lua" <<EOF
+poll_lua() { # TOKENS-FILE OUT-FILE
+  cat >"$2" <<EOF
 local tokens = {}
 local i = 0
 init = function(args)
-  for line in io.lines("$WORK/tokens") do tokens[#tokens + 1] = line end
+  for line in io.lines("$1") do tokens[#tokens + 1] = line end
   math.randomseed(os.time() + tonumber(tostring({}):match("0x(%x+)") or "0", 16) % 100000)
   i = math.random(#tokens)
 end
@@ -80,6 +88,8 @@ request = function()
   return wrk.format("GET", "/api/v1/waiting-queues", {["QUEUE-TOKEN"] = tokens[i]})
 end
 EOF
+}
+poll_lua "$WORK/tokens" "$WORK/poll.lua"
 
 for conns in 64 1000; do
   wrk_run "nginx_$conns" "$N/api/v1/waiting-queues" "$WORK/poll.lua" "$conns"
@@ -108,6 +118,31 @@ RSS_POLL_SPLIT=$(rss_split)
 kill -0 "$CPID" 2>/dev/null || die "concertd died: $(tail -20 "$WORK/concertd.err")"
 STATS=$(curl -s "$C/api/v1/waiting-queues/stats")
 
+# The distributed poll: the same line in Redis, the same wrk runs.
+REDIS=${BENCH_REDIS:-0}
+if [ "$REDIS" = 1 ]; then
+  command -v redis-server >/dev/null || die "redis-server not installed: run scripts/deps"
+  kill -TERM "$CPID" 2>/dev/null || true
+  for _ in $(seq 100); do kill -0 "$CPID" 2>/dev/null || break; sleep 0.1; done
+  RPORT=$(free_port)
+  mkdir -p "$WORK/redis"
+  redis-server --port "$RPORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$WORK/redis" \
+    >"$WORK/redis/redis.log" 2>&1 &
+  track $!
+  for _ in $(seq 100); do redis-cli -p "$RPORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
+  "$BIN" seed --db "sqlite:$WORK/redis.db" --users 0 >/dev/null 2>"$WORK/seed.err" \
+    || die "seed failed: $(tail -5 "$WORK/seed.err")"
+  start_concertd "$WORK/redis.db" "${SERVE_ARGS[@]}" --queue "redis://127.0.0.1:$RPORT"
+  say "entering $USERS users through --queue redis:// ..."
+  "$WORK/qpoll" enter 127.0.0.1 "$CPORT" 1 "$USERS" 64 "$WORK/tokens_redis" >"$WORK/enter_redis.out" \
+    || die "enter (redis) failed: $(cat "$WORK/enter_redis.out")"
+  ENTER_REDIS=$(cat "$WORK/enter_redis.out")
+  poll_lua "$WORK/tokens_redis" "$WORK/poll_redis.lua"
+  for conns in 64 1000; do
+    wrk_run "redis_$conns" "$C/api/v1/waiting-queues" "$WORK/poll_redis.lua" "$conns"
+  done
+fi
+
 report() {
   local conns n c
   echo "queue_poll: $USERS users in line, wrk -t$THREADS -d$DURATION, $(nproc) cores, $(date -u +%FT%TZ)"
@@ -135,6 +170,19 @@ report() {
       "poll p99 <= 2 x nginx's at $conns connections (got $(ratio "$c_p99" "$n_p99") x)"
     verdict "$([ "$c_err" -eq 0 ] && echo 1)" "poll errors at $conns connections: $c_err"
   done
+  if [ "$REDIS" = 1 ]; then
+    echo
+    echo "enter (redis): $ENTER_REDIS"
+    for conns in 64 1000; do
+      read -r n_rps _ _ n_p99 _ < <(wrk_parse "$WORK/nginx_$conns.wrk")
+      read -r c_rps _ _ c_p99 _ < <(wrk_parse "$WORK/concertd_$conns.wrk")
+      read -r r_rps r_p50 _ r_p99 r_err < <(wrk_parse "$WORK/redis_$conns.wrk")
+      printf '%-30s %10s %9s %9s %7s\n' "concertd --queue redis, $conns" "$r_rps" "$r_p50" "$r_p99" "$r_err"
+      echo "ratio redis/local at $conns conns: req/s $(ratio "$r_rps" "$c_rps")  p99 $(ratio "$r_p99" "$c_p99");" \
+        "redis/nginx: req/s $(ratio "$r_rps" "$n_rps")  p99 $(ratio "$r_p99" "$n_p99")"
+      verdict "$([ "$r_err" -eq 0 ] && echo 1)" "redis poll errors at $conns connections: $r_err"
+    done
+  fi
   read -r on_rps _ _ on_p99 _ < <(wrk_parse "$WORK/concertd_64.wrk")
   read -r off_rps _ _ off_p99 _ < <(wrk_parse "$WORK/concertd_64_nometrics.wrk")
   echo "metrics on/off at 64 conns: req/s $on_rps / $off_rps = $(ratio "$on_rps" "$off_rps"), p99 $on_p99 / $off_p99 ms"
@@ -149,5 +197,6 @@ report() {
 }
 
 save_report report "$WORK"/nginx_64.wrk "$WORK"/concertd_64.wrk "$WORK"/nginx_1000.wrk \
-  "$WORK"/concertd_1000.wrk "$WORK"/concertd_64_nometrics.wrk
+  "$WORK"/concertd_1000.wrk "$WORK"/concertd_64_nometrics.wrk \
+  $([ "$REDIS" = 1 ] && echo "$WORK/redis_64.wrk $WORK/redis_1000.wrk")
 bench_exit
