@@ -9,7 +9,12 @@
  * ETA: position / rate, where rate is what was admitted over the last
  * minute (over the time since the first admission, when that is shorter),
  * or the configured admit_per_sec before anything was admitted in that
- * window. Admissions are counted per second in a ring of 60 buckets. */
+ * window. Admissions are counted per second in a ring of 60 buckets.
+ *
+ * What the window counts is the queue's admission counter (counts()) as it
+ * moved over each tick, not what this process admitted: with a shared
+ * queue (Redis) only one instance admits, and every instance must show the
+ * same rate and ETAs. With the local queue the two are the same. */
 #include "service/waitroom.h"
 
 #include <pthread.h>
@@ -34,6 +39,7 @@ struct waitroom {
     int64_t budget;      /* admissions allowed now, in thousandths (exact) */
     int64_t last_tick;   /* epoch ms of the previous tick; 0 before the first */
     int64_t first_admit; /* epoch ms of the first admission; 0 before */
+    int64_t seen_admitted; /* the queue's admission counter at the last tick; -1 before */
     int64_t bucket_sec[WINDOW_S], bucket_n[WINDOW_S];
 
     pthread_t thread;
@@ -48,6 +54,7 @@ struct waitroom *waitroom_new(struct queue *q, const struct waitroom_opts *o) {
     w->o = *o;
     atomic_init(&w->max_active, o->max_active);
     atomic_init(&w->admit_per_sec, o->admit_per_sec);
+    w->seen_admitted = -1;
     pthread_mutex_init(&w->mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -79,8 +86,20 @@ static int64_t admitted_in_window(const struct waitroom *w, int64_t now) {
     return n;
 }
 
+/* Records what the queue admitted since the last call (by anyone). A
+ * failed read leaves it for the next one. */
+static void observe_admitted(struct waitroom *w, int64_t now) {
+    struct queue_counts c;
+    if (w->q->ops->counts(w->q, &c)) return;
+    pthread_mutex_lock(&w->mu);
+    if (w->seen_admitted >= 0) record_admitted(w, now, c.admitted - w->seen_admitted);
+    w->seen_admitted = c.admitted;
+    pthread_mutex_unlock(&w->mu);
+}
+
 int waitroom_tick(struct waitroom *w, int64_t now) {
     int64_t rate = atomic_load(&w->admit_per_sec), max_active = atomic_load(&w->max_active);
+    if (w->seen_admitted < 0) observe_admitted(w, now); /* the counter before our first tick */
     pthread_mutex_lock(&w->mu);
     int64_t dt = w->last_tick ? now - w->last_tick : w->o.tick_ms;
     if (dt < 0) dt = 0;       /* the wall clock stepped back */
@@ -99,8 +118,8 @@ int waitroom_tick(struct waitroom *w, int64_t now) {
                              &admitted);
     pthread_mutex_lock(&w->mu);
     w->budget -= admitted * 1000;
-    record_admitted(w, now, admitted);
     pthread_mutex_unlock(&w->mu);
+    if (rc == 0) observe_admitted(w, now);
     return rc;
 }
 
