@@ -110,6 +110,9 @@ def test_the_admission_rate_is_for_the_pair_not_per_instance(server, redis):
     # 40 at 20/s is 2 s for the pair; two instances each admitting 20/s would take 1 s
     assert took >= 1.6, f"40 admitted in {took:.2f}s: faster than 20/s"
     assert int(redis.cmd("HGET", PREFIX + "stats", "admitted")) == 40
+    # both show the pair's admissions, not only the one that admitted
+    wait_for(lambda: stats(a)["admittedLastMinute"] == stats(b)["admittedLastMinute"] == 40, 2,
+             what="admittedLastMinute 40 on both instances")
 
 
 def test_one_lease_holder_and_a_killed_one_is_replaced(server, redis):
