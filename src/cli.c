@@ -44,8 +44,8 @@ int cli_migrate(const struct config *c) {
 
 /* The pattern with its "{n}" (at) replaced by user: snprintf's count. */
 static int expand_token(const char *pattern, const char *at, int64_t user, char *tok, size_t len) {
-    return snprintf(tok, len, "%.*s%lld%s", at ? (int)(at - pattern) : 0, pattern,
-                    (long long)user, at ? at + 3 : "");
+    return snprintf(tok, len, "%.*s%lld%s", at ? (int)(at - pattern) : 0, pattern, (long long)user,
+                    at ? at + 3 : "");
 }
 
 /* A token pattern must name each user once ("{n}") and expand to valid
@@ -87,7 +87,8 @@ static int seed_redis_tokens(const struct config *c) {
     }
     int rc = q->ops->ping(q);
     if (rc == 0) rc = queue_redis_grant(q, toks, users, n, time_now_ms() + c->seed_active_ttl_ms);
-    if (rc) fprintf(stderr, "concertd: writing the tokens to %s failed: %s\n", c->queue, err_str(rc));
+    if (rc)
+        fprintf(stderr, "concertd: writing the tokens to %s failed: %s\n", c->queue, err_str(rc));
     free(tok);
     free(toks);
     free(users);

@@ -32,7 +32,8 @@
 
 static int open_queue(const struct config *c, struct store *store, struct queue **out, char *err,
                       size_t errlen) {
-    if (strcmp(c->queue, "local") == 0) return queue_local_open(store, time_now_ms(), out, err, errlen);
+    if (strcmp(c->queue, "local") == 0)
+        return queue_local_open(store, time_now_ms(), out, err, errlen);
     if (c->queue_lease_ms < 2 * c->queue_tick_ms) {
         snprintf(err, errlen, "--queue-lease %lld ms must be at least twice --queue-tick (%lld ms)",
                  (long long)c->queue_lease_ms, (long long)c->queue_tick_ms);
@@ -196,8 +197,8 @@ static int serve(const struct config *c) {
         close_all(wr, sweeper, queue, store);
         return 1;
     }
-    LOG_INFO("main", "concertd %s ready db=%s store=%s queue=%s", CONCERT_VERSION, c->db, store->kind,
-             queue->kind);
+    LOG_INFO("main", "concertd %s ready db=%s store=%s queue=%s", CONCERT_VERSION, c->db,
+             store->kind, queue->kind);
 
     int sig = 0;
     sigwait(&stop, &sig);

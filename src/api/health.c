@@ -26,9 +26,10 @@ void api_health_ready(struct api_req *r, struct api_res *w) {
         jw_key(&j, "error");
         jw_obj_begin(&j);
         jw_kv_str(&j, "code", "UNAVAILABLE");
-        jw_kv_str(&j, "message", !store_ok && !queue_ok ? "store and queue are not answering"
-                                 : store_ok             ? "queue is not answering"
-                                                        : "store is not answering");
+        jw_kv_str(&j, "message",
+                  !store_ok && !queue_ok ? "store and queue are not answering"
+                  : store_ok             ? "queue is not answering"
+                                         : "store is not answering");
         jw_obj_end(&j);
     }
     jw_key(&j, "checks");

@@ -60,11 +60,21 @@
 #define GRANT_BATCH 1000 /* tokens per GRANT script call */
 #define NUM_LEN 24
 
-enum script { S_ENTER, S_LOOKUP, S_LOOKUP_USER, S_EXPIRE, S_TICK, S_COUNTS, S_RELEASE, S_GRANT, NSCRIPTS };
+enum script {
+    S_ENTER,
+    S_LOOKUP,
+    S_LOOKUP_USER,
+    S_EXPIRE,
+    S_TICK,
+    S_COUNTS,
+    S_RELEASE,
+    S_GRANT,
+    NSCRIPTS
+};
 
 static const char *const script_src[NSCRIPTS] = {
-    [S_ENTER] = LUA_ENTER,   [S_LOOKUP] = LUA_LOOKUP,   [S_LOOKUP_USER] = LUA_LOOKUP_USER,
-    [S_EXPIRE] = LUA_EXPIRE, [S_TICK] = LUA_TICK,       [S_COUNTS] = LUA_COUNTS,
+    [S_ENTER] = LUA_ENTER,     [S_LOOKUP] = LUA_LOOKUP, [S_LOOKUP_USER] = LUA_LOOKUP_USER,
+    [S_EXPIRE] = LUA_EXPIRE,   [S_TICK] = LUA_TICK,     [S_COUNTS] = LUA_COUNTS,
     [S_RELEASE] = LUA_RELEASE, [S_GRANT] = LUA_GRANT,
 };
 
@@ -75,7 +85,7 @@ struct redis_queue {
     int64_t db;
     char *prefix;
     int64_t lease_ms;
-    char id[80]; /* this instance, in the lease */
+    char id[80];     /* this instance, in the lease */
     atomic_int down; /* the last connect failed: log the outage once */
 
     pthread_mutex_t mu; /* guards what follows */
@@ -99,7 +109,9 @@ static struct timeval timeout_tv(void) {
 static int reply_ok(redisContext *c, redisReply *r, int type, const char *what) {
     if (r && r->type == type) return 0;
     LOG_WARN(MOD, "op=%s queue=redis err=\"%s\"", what,
-             !r ? c->errstr : r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+             !r                             ? c->errstr
+             : r->type == REDIS_REPLY_ERROR ? r->str
+                                            : "unexpected reply");
     if (r) freeReplyObject(r);
     return -1;
 }
@@ -131,7 +143,8 @@ static redisContext *conn_open(struct redis_queue *q) {
         return NULL;
     }
     if (atomic_exchange(&q->down, 0))
-        LOG_INFO(MOD, "op=connect queue=redis addr=%s:%d msg=\"reachable again\"", q->host, q->port);
+        LOG_INFO(MOD, "op=connect queue=redis addr=%s:%d msg=\"reachable again\"", q->host,
+                 q->port);
     int bad = redisSetTimeout(c, timeout_tv()) != REDIS_OK;
     if (!bad && q->db) {
         redisReply *r = redisCommand(c, "SELECT %lld", (long long)q->db);
@@ -263,11 +276,11 @@ static int reply_i64(const redisReply *r, int64_t *v) {
 /* {token, user, state, position, active_until} into *t. */
 static int parse_ticket(const redisReply *r, struct queue_ticket *t) {
     int64_t state;
-    if (r->type != REDIS_REPLY_ARRAY || r->elements < 5 || r->element[0]->type != REDIS_REPLY_STRING ||
-        r->element[0]->len > QUEUE_TOKEN_MAX || reply_i64(r->element[1], &t->user_id) ||
-        reply_i64(r->element[2], &state) || reply_i64(r->element[3], &t->position) ||
-        reply_i64(r->element[4], &t->active_until) || state < QUEUE_WAITING ||
-        state > QUEUE_EXPIRED) {
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < 5 ||
+        r->element[0]->type != REDIS_REPLY_STRING || r->element[0]->len > QUEUE_TOKEN_MAX ||
+        reply_i64(r->element[1], &t->user_id) || reply_i64(r->element[2], &state) ||
+        reply_i64(r->element[3], &t->position) || reply_i64(r->element[4], &t->active_until) ||
+        state < QUEUE_WAITING || state > QUEUE_EXPIRED) {
         LOG_ERROR(MOD, "op=parse queue=redis msg=\"a ticket reply of an unexpected shape\"");
         return ERR_INTERNAL;
     }
@@ -416,7 +429,8 @@ static int rq_counts(struct queue *qq, struct queue_counts *out) {
     int64_t v[4];
     int rc = run_ints((struct redis_queue *)qq, S_COUNTS, &a, v, 4);
     if (rc) return rc;
-    *out = (struct queue_counts){.waiting = v[0], .active = v[1], .expired = v[2], .admitted = v[3]};
+    *out =
+        (struct queue_counts){.waiting = v[0], .active = v[1], .expired = v[2], .admitted = v[3]};
     return 0;
 }
 

@@ -168,7 +168,7 @@
  * token, and a live token of that name held by another user, expire. */
 #define LUA_GRANT                                                                                  \
     LUA_PRELUDE                                                                                    \
-    "local till, keep = ARGV[2], ARGV[3]\n"                                                       \
+    "local till, keep = ARGV[2], ARGV[3]\n"                                                        \
     "for i = 4, #ARGV, 2 do\n"                                                                     \
     "  local t, user = ARGV[i], ARGV[i + 1]\n"                                                     \
     "  local cur = redis.call('GET', ukey(user))\n"                                                \
@@ -182,8 +182,8 @@
     "  redis.call('ZREM', p .. 'idle', t)\n"                                                       \
     "  redis.call('DEL', tkey(t))\n"                                                               \
     "  redis.call('HSET', tkey(t), 'u', user, 's', 2, 'q', redis.call('INCR', p .. 'seq'),\n"      \
-    "             'a', till)\n"                                                                   \
+    "             'a', till)\n"                                                                    \
     "  redis.call('SET', ukey(user), t)\n"                                                         \
-    "  redis.call('ZADD', p .. 'active', till, t)\n"                                              \
+    "  redis.call('ZADD', p .. 'active', till, t)\n"                                               \
     "end\n"                                                                                        \
     "return 0\n"

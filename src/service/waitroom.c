@@ -35,10 +35,10 @@ struct waitroom {
     struct waitroom_opts o;
     atomic_llong max_active, admit_per_sec;
 
-    pthread_mutex_t mu;  /* guards what follows */
-    int64_t budget;      /* admissions allowed now, in thousandths (exact) */
-    int64_t last_tick;   /* epoch ms of the previous tick; 0 before the first */
-    int64_t first_admit; /* epoch ms of the first admission; 0 before */
+    pthread_mutex_t mu;    /* guards what follows */
+    int64_t budget;        /* admissions allowed now, in thousandths (exact) */
+    int64_t last_tick;     /* epoch ms of the previous tick; 0 before the first */
+    int64_t first_admit;   /* epoch ms of the first admission; 0 before */
     int64_t seen_admitted; /* the queue's admission counter at the last tick; -1 before */
     int64_t bucket_sec[WINDOW_S], bucket_n[WINDOW_S];
 
@@ -132,7 +132,8 @@ static void *ticker(void *arg) {
     while (!w->stopping) {
         pthread_mutex_unlock(&w->mu);
         int rc = waitroom_tick(w, w->o.now_ms());
-        if (rc && !failing) LOG_WARN(MOD, "op=tick err=%s msg=\"ticks fail until it clears\"", err_str(rc));
+        if (rc && !failing)
+            LOG_WARN(MOD, "op=tick err=%s msg=\"ticks fail until it clears\"", err_str(rc));
         if (!rc && failing) LOG_INFO(MOD, "op=tick msg=\"ticking again\"");
         failing = rc != 0;
         next.tv_nsec += (long)(w->o.tick_ms % 1000) * 1000000L;

@@ -64,8 +64,10 @@ int testredis_start(struct testredis *r) {
     for (int i = 0; r->pid > 0 && i < 200; i++) {
         int st;
         if (waitpid(r->pid, &st, WNOHANG) == r->pid) {
-            fprintf(stderr, "testredis: redis-server exited (%d): is it installed? "
-                            "(scripts/deps)\n", WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+            fprintf(stderr,
+                    "testredis: redis-server exited (%d): is it installed? "
+                    "(scripts/deps)\n",
+                    WIFEXITED(st) ? WEXITSTATUS(st) : -1);
             r->pid = 0;
             break;
         }
