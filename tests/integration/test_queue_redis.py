@@ -155,11 +155,16 @@ def test_redis_down_is_503_and_nothing_else_breaks_then_it_recovers(server, redi
     tok = enter(srv, 3, 201)["token"]
     wait_for(lambda: poll(srv, tok)["status"] == "ACTIVATED", 5, what="admission")
     redis.kill()  # SIGKILL; no persistence: the line is gone with it
-    assert_error(srv.post(Q, {"userId": 4}, token=None), 503, "UNAVAILABLE")
-    assert_error(srv.get(Q, token=tok), 503, "UNAVAILABLE")
-    assert_error(srv.get("/api/v1/concerts/1/sessions", token=tok), 503, "UNAVAILABLE")
+    down = "waiting room"
+    assert_error(srv.post(Q, {"userId": 4}, token=None), 503, "UNAVAILABLE", down)
+    assert_error(srv.get(Q, token=tok), 503, "UNAVAILABLE", down)
+    assert_error(srv.delete(Q, token=tok), 503, "UNAVAILABLE", down)
+    assert_error(srv.get("/api/v1/concerts/1/sessions", token=tok), 503, "UNAVAILABLE", down)
+    assert_error(srv.post("/api/reservations/seats", {"userId": 3, "concertId": 1,
+                                                      "scheduleId": 1, "seatIdList": [1]},
+                          token=None), 503, "UNAVAILABLE", down)
     assert_error(srv.get("/api/token/status/3", token=None), 503, "UNAVAILABLE")
-    assert_error(srv.get(Q + "/stats", token=None), 503, "UNAVAILABLE")
+    assert_error(srv.get(Q + "/stats", token=None), 503, "UNAVAILABLE", down)
     r = srv.get("/health/ready", token=None)
     err = assert_error(r, 503, "UNAVAILABLE", mentions="queue")
     assert r.json["checks"] == {"store": "ok", "queue": "down"}, (err, r.json)
