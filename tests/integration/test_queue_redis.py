@@ -65,6 +65,22 @@ def test_positions_are_exact_across_instances(server, redis):
     assert stats(a)["waiting"] == stats(b)["waiting"] == 18
 
 
+def test_concurrent_enters_through_both_instances(server, redis):
+    a, b = pair(server, redis, "--queue-max-active", "1")
+    # one user entering 40 times at once through both: one token, one 201
+    with ThreadPoolExecutor(16) as ex:
+        rs = list(ex.map(lambda i: (a, b)[i % 2].post(Q, {"userId": 500}, token=None), range(40)))
+    assert sorted(r.status for r in rs) == [200] * 39 + [201], [r.status for r in rs]
+    assert len({r.json["token"] for r in rs}) == 1
+    # 200 users at once through both: unique tokens, positions a permutation, as read by either
+    with ThreadPoolExecutor(16) as ex:
+        bodies = list(ex.map(lambda u: enter((a, b)[u % 2], u, 201), range(1, 201)))
+    assert len({x["token"] for x in bodies}) == 200
+    wait_for(lambda: stats(a)["active"] == 1, 5, what="user 500's admission")
+    got = sorted(poll((a, b)[i % 2], x["token"])["position"] for i, x in enumerate(bodies))
+    assert got == list(range(1, 201)), got[:10]
+
+
 def test_max_active_and_the_rate_hold_for_the_pair(server, redis):
     a, b = pair(server, redis, "--queue-max-active", "5", "--queue-admit-per-sec", "100000")
     users = list(range(1, 41))
