@@ -70,6 +70,11 @@ struct queue_ops {
     int (*tick)(struct queue *q, int64_t now, int64_t max_active, int64_t max_admit,
                 int64_t active_ttl_ms, int64_t waiting_idle_ms, int64_t *admitted);
     int (*counts)(struct queue *q, struct queue_counts *out);
+    /* Run-time limits shared by every instance on the same line; NULL for
+     * an adapter whose limits are per process (local). set: first stores
+     * the nonzero ones of *max_active, *admit_per_sec. Then reads both back
+     * (0: never set, the caller keeps its own). */
+    int (*limits)(struct queue *q, int set, int64_t *max_active, int64_t *admit_per_sec);
     /* Cheap liveness check. 0 or ERR_UNAVAILABLE. */
     int (*ping)(struct queue *q);
     void (*close)(struct queue *q);

@@ -33,7 +33,10 @@
  *   5. Times come from the caller (epoch ms), as with every adapter: the
  *      instances' clocks must agree (NTP), or TTLs and idle drops move by
  *      the skew.
- *   6. Expired tokens keep their hash for KEEP_EXPIRED_MS, so their holders
+ *   6. Run-time limits (the admin route) are stored in Redis and read by
+ *      every instance's ticker, so the lease holder admits by them whichever
+ *      instance took the change.
+ *   7. Expired tokens keep their hash for KEEP_EXPIRED_MS, so their holders
  *      read EXPIRED for a day; then Redis frees them (TOKEN_INVALID). */
 #include <assert.h>
 #include <hiredis/hiredis.h>
@@ -69,13 +72,14 @@ enum script {
     S_COUNTS,
     S_RELEASE,
     S_GRANT,
+    S_LIMITS,
     NSCRIPTS
 };
 
 static const char *const script_src[NSCRIPTS] = {
     [S_ENTER] = LUA_ENTER,     [S_LOOKUP] = LUA_LOOKUP, [S_LOOKUP_USER] = LUA_LOOKUP_USER,
     [S_EXPIRE] = LUA_EXPIRE,   [S_TICK] = LUA_TICK,     [S_COUNTS] = LUA_COUNTS,
-    [S_RELEASE] = LUA_RELEASE, [S_GRANT] = LUA_GRANT,
+    [S_RELEASE] = LUA_RELEASE, [S_LIMITS] = LUA_LIMITS, [S_GRANT] = LUA_GRANT,
 };
 
 struct redis_queue {
@@ -434,6 +438,19 @@ static int rq_counts(struct queue *qq, struct queue_counts *out) {
     return 0;
 }
 
+static int rq_limits(struct queue *qq, int set, int64_t *max_active, int64_t *admit_per_sec) {
+    struct args a;
+    args_init(&a, 2);
+    arg_i64(&a, set ? *max_active : 0);
+    arg_i64(&a, set ? *admit_per_sec : 0);
+    int64_t v[2];
+    int rc = run_ints((struct redis_queue *)qq, S_LIMITS, &a, v, 2);
+    if (rc) return rc;
+    *max_active = v[0];
+    *admit_per_sec = v[1];
+    return 0;
+}
+
 static int rq_ping(struct queue *qq) {
     struct redis_queue *q = (struct redis_queue *)qq;
     redisContext *c = conn_take(q);
@@ -472,6 +489,7 @@ static const struct queue_ops redis_ops = {
     .expire_user = rq_expire_user,
     .tick = rq_tick,
     .counts = rq_counts,
+    .limits = rq_limits,
     .ping = rq_ping,
     .close = rq_close,
 };

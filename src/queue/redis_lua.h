@@ -18,6 +18,8 @@
  *   P seq        the arrival counter (INCR)
  *   P stats      hash admitted, expired: counters since the keys were made
  *   P lease      string: the id of the instance that admits, with a TTL
+ *   P limits     hash max_active, admit_per_sec: set by the admin route,
+ *                read by every instance's ticker
  *
  * A ticket reply is {token, user, state, position, active_until}. */
 #pragma once
@@ -156,6 +158,15 @@
     "local c = redis.call('HMGET', p .. 'stats', 'expired', 'admitted')\n"                         \
     "return {redis.call('ZCARD', p .. 'line'), redis.call('ZCARD', p .. 'active'),\n"              \
     "        tonumber(c[1] or 0), tonumber(c[2] or 0)}\n"
+
+/* ARGV p, max_active, admit_per_sec ('0' leaves one unchanged; both '0':
+ * a read). {max_active, admit_per_sec}, 0 for one never set. */
+#define LUA_LIMITS                                                                                 \
+    LUA_PRELUDE                                                                                    \
+    "if ARGV[2] ~= '0' then redis.call('HSET', p .. 'limits', 'max_active', ARGV[2]) end\n"        \
+    "if ARGV[3] ~= '0' then redis.call('HSET', p .. 'limits', 'admit_per_sec', ARGV[3]) end\n"     \
+    "local l = redis.call('HMGET', p .. 'limits', 'max_active', 'admit_per_sec')\n"                \
+    "return {tonumber(l[1] or 0), tonumber(l[2] or 0)}\n"
 
 /* ARGV p, id. Gives the lease up if id holds it (a clean shutdown). */
 #define LUA_RELEASE                                                                                \

@@ -97,7 +97,19 @@ static void observe_admitted(struct waitroom *w, int64_t now) {
     pthread_mutex_unlock(&w->mu);
 }
 
+/* Takes the shared limits, where the queue keeps some (Redis): those set
+ * through any instance's admin route. */
+static void adopt_limits(struct waitroom *w, int64_t max_active, int64_t admit_per_sec) {
+    if (max_active > 0 && max_active <= WAITROOM_MAX_ACTIVE_MAX)
+        atomic_store(&w->max_active, max_active);
+    if (admit_per_sec > 0 && admit_per_sec <= WAITROOM_ADMIT_PER_SEC_MAX)
+        atomic_store(&w->admit_per_sec, admit_per_sec);
+}
+
 int waitroom_tick(struct waitroom *w, int64_t now) {
+    int64_t shared_max = 0, shared_rate = 0;
+    if (w->q->ops->limits && w->q->ops->limits(w->q, 0, &shared_max, &shared_rate) == 0)
+        adopt_limits(w, shared_max, shared_rate);
     int64_t rate = atomic_load(&w->admit_per_sec), max_active = atomic_load(&w->max_active);
     if (w->seen_admitted < 0) observe_admitted(w, now); /* the counter before our first tick */
     pthread_mutex_lock(&w->mu);
@@ -305,8 +317,11 @@ int waitroom_set_limits(struct waitroom *w, int64_t max_active, int64_t admit_pe
     if (max_active < 0 || max_active > WAITROOM_MAX_ACTIVE_MAX || admit_per_sec < 0 ||
         admit_per_sec > WAITROOM_ADMIT_PER_SEC_MAX)
         return ERR_INVALID;
-    if (max_active) atomic_store(&w->max_active, max_active);
-    if (admit_per_sec) atomic_store(&w->admit_per_sec, admit_per_sec);
+    if (w->q->ops->limits) { /* shared: every instance's ticker picks them up */
+        int rc = w->q->ops->limits(w->q, 1, &max_active, &admit_per_sec);
+        if (rc) return rc;
+    }
+    adopt_limits(w, max_active, admit_per_sec);
     LOG_INFO(MOD, "limits max_active=%lld admit_per_sec=%lld",
              (long long)atomic_load(&w->max_active), (long long)atomic_load(&w->admit_per_sec));
     return 0;

@@ -131,6 +131,24 @@ def test_the_admission_rate_is_for_the_pair_not_per_instance(server, redis):
              what="admittedLastMinute 40 on both instances")
 
 
+def test_admin_limits_set_through_one_instance_hold_for_both(server, redis):
+    key = "test-admin-key-0123"
+    a, b = pair(server, redis, "--queue-max-active", "1", "--admin-key", key)
+    pids = {a.proc.pid: a, b.proc.pid: b}
+    for u in range(1, 6):
+        enter(a, u, 201)
+    wait_for(lambda: stats(a)["active"] == 1, 5, what="the first admission")
+    wait_for(lambda: lease_pid(redis) in pids, 5, what="a lease holder")
+    other = b if pids[lease_pid(redis)] is a else a  # the change goes to the one not admitting
+    r = other.put("/api/v1/admin/waiting-room", {"maxActive": 3}, token=None,
+                  headers={"X-Admin-Key": key})
+    assert assert_ok_json(r)["maxActive"] == 3
+    wait_for(lambda: stats(a)["active"] == 3, 5, what="admissions up to the new maxActive")
+    time.sleep(0.3)
+    assert stats(a)["active"] == 3  # and no further
+    assert stats(a)["maxActive"] == stats(b)["maxActive"] == 3
+
+
 def test_one_lease_holder_and_a_killed_one_is_replaced(server, redis):
     a, b = pair(server, redis, "--queue-max-active", "1000", lease="1s")
     pids = {a.proc.pid: a, b.proc.pid: b}
