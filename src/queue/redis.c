@@ -162,10 +162,12 @@ static redisContext *conn_open(struct redis_queue *q) {
     return c;
 }
 
-/* An idle connection or a new one; NULL when Redis cannot be reached. */
-static redisContext *conn_take(struct redis_queue *q) {
+/* An idle connection (*fresh = 0) or a new one (*fresh = 1); NULL when
+ * Redis cannot be reached. */
+static redisContext *conn_take(struct redis_queue *q, int *fresh) {
     pthread_mutex_lock(&q->mu);
     while (q->nidle == 0 && q->total >= POOL_MAX) pthread_cond_wait(&q->freed, &q->mu);
+    *fresh = q->nidle == 0;
     if (q->nidle > 0) {
         redisContext *c = q->idle[--q->nidle];
         pthread_mutex_unlock(&q->mu);
@@ -183,12 +185,17 @@ static redisContext *conn_take(struct redis_queue *q) {
     return c;
 }
 
-/* Gives c back; a broken one (c->err set) is closed instead. */
+/* Gives c back; a broken one (c->err set) is closed instead, and so are
+ * the idle ones: they were most likely cut by the same restart or outage. */
 static void conn_put(struct redis_queue *q, redisContext *c) {
     pthread_mutex_lock(&q->mu);
     if (c->err) {
         redisFree(c);
         q->total--;
+        while (q->nidle > 0) {
+            redisFree(q->idle[--q->nidle]);
+            q->total--;
+        }
     } else {
         q->idle[q->nidle++] = c;
     }
@@ -232,11 +239,8 @@ static void arg_i64(struct args *a, int64_t v) {
     arg_str(a, a->num[a->n]);
 }
 
-/* Runs script s with a's arguments; *out gets the reply (the caller frees
- * it). ERR_UNAVAILABLE when Redis cannot be reached or refuses. */
-static int run(struct redis_queue *q, enum script s, struct args *a, redisReply **out) {
-    redisContext *c = conn_take(q);
-    if (!c) return ERR_UNAVAILABLE;
+/* One try of run() on c: the reply, or NULL with c->err set. */
+static redisReply *eval_on(struct redis_queue *q, redisContext *c, enum script s, struct args *a) {
     char sha[41];
     pthread_mutex_lock(&q->mu);
     memcpy(sha, q->sha[s], sizeof(sha));
@@ -255,6 +259,27 @@ static int run(struct redis_queue *q, enum script s, struct args *a, redisReply 
         if (!r || r->type != REDIS_REPLY_ERROR || strncmp(r->str, "NOSCRIPT", 8) != 0) break;
         freeReplyObject(r);
         r = NULL;
+    }
+    return r;
+}
+
+/* Runs script s with a's arguments; *out gets the reply (the caller frees
+ * it). ERR_UNAVAILABLE when Redis cannot be reached or refuses.
+ *
+ * A pooled connection that fails (Redis restarted, an idle cut) is tried
+ * again once on a new one. The script may then run twice, if the first
+ * reply was lost after Redis ran it: every script is safe to repeat (enter
+ * finds the token the first run made and answers 200 instead of 201; a
+ * second tick admits only within max_active). */
+static int run(struct redis_queue *q, enum script s, struct args *a, redisReply **out) {
+    redisReply *r = NULL;
+    redisContext *c = NULL;
+    for (int fresh = 0, tries = 0; tries < 2 && !r; tries++) {
+        if (c) conn_put(q, c); /* closes the broken one and the idle ones */
+        c = conn_take(q, &fresh);
+        if (!c) return ERR_UNAVAILABLE;
+        r = eval_on(q, c, s, a);
+        if (fresh) break;
     }
     int rc = 0;
     if (!r || r->type == REDIS_REPLY_ERROR) {
@@ -453,12 +478,15 @@ static int rq_limits(struct queue *qq, int set, int64_t *max_active, int64_t *ad
 
 static int rq_ping(struct queue *qq) {
     struct redis_queue *q = (struct redis_queue *)qq;
-    redisContext *c = conn_take(q);
-    if (!c) return ERR_UNAVAILABLE;
-    redisReply *r = redisCommand(c, "PING");
-    int rc = reply_ok(c, r, REDIS_REPLY_STATUS, "ping");
-    if (rc == 0) freeReplyObject(r);
-    conn_put(q, c);
+    int rc = -1;
+    for (int fresh = 0, tries = 0; tries < 2 && rc && !fresh; tries++) {
+        redisContext *c = conn_take(q, &fresh); /* a stale pooled one: once more */
+        if (!c) return ERR_UNAVAILABLE;
+        redisReply *r = redisCommand(c, "PING");
+        rc = reply_ok(c, r, REDIS_REPLY_STATUS, "ping");
+        if (rc == 0) freeReplyObject(r);
+        conn_put(q, c);
+    }
     return rc ? ERR_UNAVAILABLE : 0;
 }
 

@@ -215,6 +215,19 @@ def test_redis_down_is_503_and_nothing_else_breaks_then_it_recovers(server, redi
 
 
 @pytest.mark.fault
+def test_a_quick_redis_restart_costs_no_request(server, redis):
+    (srv,) = pair(server, redis, n=1)
+    with ThreadPoolExecutor(8) as ex:  # fill the connection pool
+        assert all(b["status"] == "WAITING" for b in ex.map(lambda u: enter(srv, u, 201),
+                                                             range(1, 41)))
+    redis.kill()
+    redis.start()  # same port, empty: every pooled connection is dead now
+    for u in range(41, 49):  # each would hit a dead pooled connection first
+        assert srv.post(Q, {"userId": u}, token=None).status == 201
+    assert srv.get("/health/ready", token=None).status == 200
+
+
+@pytest.mark.fault
 def test_starts_while_redis_is_down_and_works_once_it_is_up(server, redis):
     redis.kill()
     (srv,) = pair(server, redis, n=1)
