@@ -14,6 +14,12 @@
 #
 #   bench/queue_poll.sh
 #   BENCH_USERS=10000 BENCH_POLL_SECS=10 bench/queue_poll.sh     # a quick look
+#   BENCH_REDIS=1 bench/queue_poll.sh     # also the poll with --queue redis://
+#
+#   4. with BENCH_REDIS=1: a throwaway redis-server, a concertd with
+#      --queue redis:// on it, the same USERS entering, and the same wrk
+#      poll at 64 and 1,000 connections: the distributed poll (one Redis
+#      round trip) against the embedded one and nginx, in the same run.
 #
 # Environment (defaults in brackets):
 #   BENCH_USERS       people in line                              [100000]
@@ -24,6 +30,7 @@
 #   BENCH_WARMUP      wrk -d of the unrecorded warm-up run        [3s]
 #   BENCH_THREADS     wrk -t                                      [2]
 #   BENCH_SERVE_ARGS  extra `concertd serve` options              []
+#   BENCH_REDIS=1     also measure the poll with --queue redis:// [0]
 #   BENCH_STRICT=1    exit 2 when a target FAILs                  [report only]
 #   BENCH_KEEP=1      keep the temp dir
 #   CONCERTD_BIN      binary to measure      [build/release/concertd, built if needed]
@@ -47,7 +54,8 @@ DB=$WORK/queue.db
   || die "seed failed: $(tail -5 "$WORK/seed.err")"
 # Nobody leaves the line during the run: max_active caps admission, and
 # nobody goes idle. One client address opens every connection.
-start_concertd "$DB" --max-connections-per-ip 0 --queue-max-active 1000 --queue-waiting-idle 1h
+SERVE_ARGS=(--max-connections-per-ip 0 --queue-max-active 1000 --queue-waiting-idle 1h)
+start_concertd "$DB" "${SERVE_ARGS[@]}"
 rss() { awk '/VmRSS/ { printf "%.0f", $2 / 1024 }' "/proc/$CPID/status"; }
 # RSS split: anonymous memory (the line, connections, caches) and mapped file
 # pages (SQLite's mmap of the database, shared with the kernel's page cache).
@@ -102,6 +110,36 @@ RSS_POLL_SPLIT=$(rss_split)
 kill -0 "$CPID" 2>/dev/null || die "concertd died: $(tail -20 "$WORK/concertd.err")"
 STATS=$(curl -s "$C/api/v1/waiting-queues/stats")
 
+# The distributed poll: the same line in Redis, the same wrk runs.
+REDIS=${BENCH_REDIS:-0}
+if [ "$REDIS" = 1 ]; then
+  command -v redis-server >/dev/null || die "redis-server not installed: run scripts/deps"
+  kill -TERM "$CPID" 2>/dev/null || true
+  for _ in $(seq 100); do kill -0 "$CPID" 2>/dev/null || break; sleep 0.1; done
+  RPORT=$(free_port)
+  mkdir -p "$WORK/redis"
+  redis-server --port "$RPORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$WORK/redis" \
+    >"$WORK/redis/redis.log" 2>&1 &
+  track $!
+  for _ in $(seq 100); do redis-cli -p "$RPORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
+  "$BIN" seed --db "sqlite:$WORK/redis.db" --users 0 >/dev/null 2>"$WORK/seed.err" \
+    || die "seed failed: $(tail -5 "$WORK/seed.err")"
+  start_concertd "$WORK/redis.db" "${SERVE_ARGS[@]}" --queue "redis://127.0.0.1:$RPORT"
+  say "entering $USERS users through --queue redis:// ..."
+  "$LOAD" --target "$C" --scenario get --method POST --path /api/v1/waiting-queues \
+    --body '{"userId":{i}}' --vus "$ENTER_VUS" --iterations $((USERS / ENTER_VUS)) \
+    --json "$WORK/enter_redis.json" >"$WORK/enter_redis.out" 2>&1 \
+    || die "enter (redis) failed: $(cat "$WORK/enter_redis.out")"
+  ENTER_REDIS=$(load_kv "$WORK/enter_redis.json")
+  # Everyone's token, in user order, from the user -> token keys.
+  seq 1 "$USERS" | sed 's/^/GET concertd:wr:u:/' | redis-cli -p "$RPORT" >"$WORK/tokens_redis"
+  [ "$(grep -c . "$WORK/tokens_redis")" -eq "$USERS" ] || die "expected $USERS tokens in Redis"
+  poll_lua "$WORK/tokens_redis" "$WORK/poll_redis.lua"
+  for conns in 64 1000; do
+    wrk_run "redis_$conns" "$C/api/v1/waiting-queues" "$WORK/poll_redis.lua" "$conns"
+  done
+fi
+
 report() {
   local conns n c
   echo "queue_poll: $USERS users in line, wrk -t$THREADS -d$DURATION, $(nproc) cores, $(date -u +%FT%TZ)"
@@ -129,6 +167,19 @@ report() {
       "poll p99 <= 2 x nginx's at $conns connections (got $(ratio "$c_p99" "$n_p99") x)"
     verdict "$([ "$c_err" -eq 0 ] && echo 1)" "poll errors at $conns connections: $c_err"
   done
+  if [ "$REDIS" = 1 ]; then
+    echo
+    echo "enter (redis): $ENTER_REDIS"
+    for conns in 64 1000; do
+      read -r n_rps _ _ n_p99 _ < <(wrk_parse "$WORK/nginx_$conns.wrk")
+      read -r c_rps _ _ c_p99 _ < <(wrk_parse "$WORK/concertd_$conns.wrk")
+      read -r r_rps r_p50 _ r_p99 r_err < <(wrk_parse "$WORK/redis_$conns.wrk")
+      printf '%-30s %10s %9s %9s %7s\n' "concertd --queue redis, $conns" "$r_rps" "$r_p50" "$r_p99" "$r_err"
+      echo "ratio redis/local at $conns conns: req/s $(ratio "$r_rps" "$c_rps")  p99 $(ratio "$r_p99" "$c_p99");" \
+        "redis/nginx: req/s $(ratio "$r_rps" "$n_rps")  p99 $(ratio "$r_p99" "$n_p99")"
+      verdict "$([ "$r_err" -eq 0 ] && echo 1)" "redis poll errors at $conns connections: $r_err"
+    done
+  fi
   local perr pp99
   perr=$(kv errors "$POLL")
   pp99=$(kv p99_ms "$POLL")
@@ -139,5 +190,6 @@ report() {
 }
 
 save_report report "$WORK"/poll.out "$WORK"/nginx_64.wrk "$WORK"/concertd_64.wrk "$WORK"/nginx_1000.wrk \
-  "$WORK"/concertd_1000.wrk
+  "$WORK"/concertd_1000.wrk \
+  $([ "$REDIS" = 1 ] && echo "$WORK/redis_64.wrk $WORK/redis_1000.wrk")
 bench_exit

@@ -11,6 +11,7 @@
 #include "core/config.h"
 #include "core/err.h"
 #include "core/timeutil.h"
+#include "core/xmalloc.h"
 #include "queue/queue.h"
 #include "service/catalog.h"
 #include "store/store.h"
@@ -41,13 +42,18 @@ int cli_migrate(const struct config *c) {
     return 0;
 }
 
+/* The pattern with its "{n}" (at) replaced by user: snprintf's count. */
+static int expand_token(const char *pattern, const char *at, int64_t user, char *tok, size_t len) {
+    return snprintf(tok, len, "%.*s%lld%s", at ? (int)(at - pattern) : 0, pattern, (long long)user,
+                    at ? at + 3 : "");
+}
+
 /* A token pattern must name each user once ("{n}") and expand to valid
  * tokens for every user id up to users. */
 static int check_token_pattern(const char *pattern, int64_t users) {
     const char *at = strstr(pattern, "{n}");
     char tok[64];
-    int n = snprintf(tok, sizeof(tok), "%.*s%lld%s", at ? (int)(at - pattern) : 0, pattern,
-                     (long long)users, at ? at + 3 : "");
+    int n = expand_token(pattern, at, users, tok, sizeof(tok));
     if (!at || strstr(at + 3, "{n}") || n < 0 || (size_t)n >= sizeof(tok) ||
         !queue_token_valid(tok)) {
         fprintf(stderr,
@@ -59,9 +65,41 @@ static int check_token_pattern(const char *pattern, int64_t users) {
     return 0;
 }
 
+/* --active-tokens with --queue redis://: the tokens go where the servers
+ * will look for them. The pattern was checked before. */
+static int seed_redis_tokens(const struct config *c) {
+    char err[512];
+    struct queue *q;
+    struct queue_redis_opts o = {.prefix = c->queue_prefix, .lease_ms = c->queue_lease_ms};
+    if (queue_redis_open(c->queue, &o, &q, err, sizeof(err))) {
+        fprintf(stderr, "concertd: %s\n", err);
+        return 1;
+    }
+    size_t n = (size_t)c->seed_users;
+    char(*tok)[QUEUE_TOKEN_MAX + 1] = xcalloc(n ? n : 1, sizeof(*tok));
+    const char **toks = xcalloc(n ? n : 1, sizeof(*toks));
+    int64_t *users = xcalloc(n ? n : 1, sizeof(*users));
+    const char *at = strstr(c->seed_active_tokens, "{n}");
+    for (size_t i = 0; i < n; i++) {
+        users[i] = (int64_t)i + 1;
+        expand_token(c->seed_active_tokens, at, users[i], tok[i], sizeof(tok[i]));
+        toks[i] = tok[i];
+    }
+    int rc = q->ops->ping(q);
+    if (rc == 0) rc = queue_redis_grant(q, toks, users, n, time_now_ms() + c->seed_active_ttl_ms);
+    if (rc)
+        fprintf(stderr, "concertd: writing the tokens to %s failed: %s\n", c->queue, err_str(rc));
+    free(tok);
+    free(toks);
+    free(users);
+    q->ops->close(q);
+    return rc ? 1 : 0;
+}
+
 int cli_seed(const struct config *c) {
     if (c->seed_active_tokens && check_token_pattern(c->seed_active_tokens, c->seed_users))
         return 2;
+    int redis = strcmp(c->queue, "local") != 0;
     struct store *s;
     if (cli_open_store(c, &s)) return 1;
     struct store_seed opt = {
@@ -71,7 +109,7 @@ int cli_seed(const struct config *c) {
         .price = c->seed_price,
         .users = c->seed_users,
         .balance = c->seed_balance,
-        .active_tokens = c->seed_active_tokens,
+        .active_tokens = redis ? NULL : c->seed_active_tokens,
         .active_ttl_ms = c->seed_active_ttl_ms,
     };
     int64_t t0 = time_mono_ms();
@@ -81,12 +119,13 @@ int cli_seed(const struct config *c) {
         fprintf(stderr, "concertd: seed failed: %s\n", err_str(rc));
         return 1;
     }
+    if (redis && c->seed_active_tokens && seed_redis_tokens(c)) return 1;
     printf("seeded %lld concerts x %lld sessions x %lld seats (%lld seats), %lld users%s in "
            "%.1f s\n",
            (long long)opt.concerts, (long long)opt.sessions_per_concert,
            (long long)opt.seats_per_session,
            (long long)(opt.concerts * opt.sessions_per_concert * opt.seats_per_session),
-           (long long)opt.users, opt.active_tokens ? " with ACTIVATED tokens" : "",
+           (long long)opt.users, c->seed_active_tokens ? " with ACTIVATED tokens" : "",
            (double)(time_mono_ms() - t0) / 1000.0);
     return 0;
 }

@@ -33,11 +33,15 @@
 
 static int open_queue(const struct config *c, struct store *store, struct queue **out, char *err,
                       size_t errlen) {
-    if (strcmp(c->queue, "local") != 0) {
-        snprintf(err, errlen, "--queue %s: only \"local\" is built so far", c->queue);
+    if (strcmp(c->queue, "local") == 0)
+        return queue_local_open(store, time_now_ms(), out, err, errlen);
+    if (c->queue_lease_ms < 2 * c->queue_tick_ms) {
+        snprintf(err, errlen, "--queue-lease %lld ms must be at least twice --queue-tick (%lld ms)",
+                 (long long)c->queue_lease_ms, (long long)c->queue_tick_ms);
         return ERR_INVALID;
     }
-    return queue_local_open(store, time_now_ms(), out, err, errlen);
+    struct queue_redis_opts o = {.prefix = c->queue_prefix, .lease_ms = c->queue_lease_ms};
+    return queue_redis_open(c->queue, &o, out, err, errlen);
 }
 
 /* The threads first (the ticker writes through the queue, the sweeper to
@@ -226,7 +230,8 @@ static int serve(const struct config *c) {
         web_free(web);
         return 1;
     }
-    LOG_INFO("main", "concertd %s ready db=%s store=%s", CONCERT_VERSION, c->db, store->kind);
+    LOG_INFO("main", "concertd %s ready db=%s store=%s queue=%s", CONCERT_VERSION, c->db,
+             store->kind, queue->kind);
 
     int sig = 0;
     sigwait(&stop, &sig);

@@ -98,6 +98,8 @@ void api_error(struct api_req *r, struct api_res *w, int status, const char *cod
 /* Maps a negative enum err from a lower layer to status and code; msg says
  * what went wrong (may be NULL for a generic text). Logs 5xx once, here. */
 void api_fail(struct api_req *r, struct api_res *w, int err, const char *msg);
+/* The 503 message when the waiting room's keeper (Redis) does not answer. */
+#define API_QUEUE_DOWN "the waiting room is unavailable; try again shortly"
 /* Sets a JSON body built in the arena. */
 void api_json(struct api_res *w, int status, const char *body, size_t len);
 void api_add_header(struct api_res *w, const char *name, const char *value);

@@ -89,7 +89,7 @@ static json_t *body_of(struct api_req *r, struct api_res *w, const char *const *
 /* The waiting-room gate by user: the verdict, or nonzero with the 503 written. */
 static int gate_of(struct api_req *r, struct api_res *w, int64_t user, enum waitroom_gate *g) {
     int rc = waitroom_check_user(r->env->waitroom, user, time_now_ms(), g);
-    if (rc) api_fail(r, w, rc, NULL);
+    if (rc) api_fail(r, w, rc, rc == ERR_UNAVAILABLE ? API_QUEUE_DOWN : NULL);
     return rc;
 }
 

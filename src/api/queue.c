@@ -35,6 +35,12 @@ static void write_view(struct api_req *r, struct api_res *w, int status,
     api_json(w, status, body, len);
 }
 
+/* A waiting-room failure: says which dependency is down (Redis, with
+ * --queue redis://) rather than "a dependency". */
+static void queue_fail(struct api_req *r, struct api_res *w, int rc) {
+    api_fail(r, w, rc, rc == ERR_UNAVAILABLE ? API_QUEUE_DOWN : NULL);
+}
+
 static void token_missing(struct api_req *r, struct api_res *w) {
     api_error(r, w, 401, "TOKEN_MISSING", "the %s header is required", TOKEN_HEADER);
 }
@@ -60,7 +66,7 @@ void api_queue_enter(struct api_req *r, struct api_res *w) {
     int created = 0;
     int rc = waitroom_enter(r->env->waitroom, user, time_now_ms(), &v, &created);
     if (rc) {
-        api_fail(r, w, rc, NULL);
+        queue_fail(r, w, rc);
         return;
     }
     write_view(r, w, created ? 201 : 200, &v, 0);
@@ -79,7 +85,7 @@ void api_queue_status(struct api_req *r, struct api_res *w) {
         return;
     }
     if (rc) {
-        api_fail(r, w, rc, NULL);
+        queue_fail(r, w, rc);
         return;
     }
     r->user_id = v.t.user_id;
@@ -98,7 +104,7 @@ void api_queue_leave(struct api_req *r, struct api_res *w) {
         return;
     }
     if (rc) {
-        api_fail(r, w, rc, NULL);
+        queue_fail(r, w, rc);
         return;
     }
     api_json(w, 204, "", 0);
@@ -108,7 +114,7 @@ static void write_stats(struct api_req *r, struct api_res *w) {
     struct waitroom_stats st;
     int rc = waitroom_stats(r->env->waitroom, time_now_ms(), &st);
     if (rc) {
-        api_fail(r, w, rc, NULL);
+        queue_fail(r, w, rc);
         return;
     }
     struct jw j;
@@ -171,7 +177,7 @@ void api_admin_waiting_room(struct api_req *r, struct api_res *w) {
     }
     int rc = waitroom_set_limits(r->env->waitroom, max_active, admit);
     if (rc) {
-        api_fail(r, w, rc, NULL);
+        queue_fail(r, w, rc);
         return;
     }
     write_stats(r, w);
@@ -183,7 +189,7 @@ int api_gate_check(struct api_req *r, struct api_res *w, int64_t want_user, int 
     int rc = waitroom_check(r->env->waitroom, r->header(r, TOKEN_HEADER), want_user, time_now_ms(),
                             &g, user);
     if (rc) {
-        api_fail(r, w, rc, NULL);
+        queue_fail(r, w, rc);
         return rc;
     }
     *verdict = (int)g;

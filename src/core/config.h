@@ -43,7 +43,9 @@ struct config {
     int64_t shutdown_grace_ms; /* how long in-flight requests may take on SIGTERM */
     int64_t metrics;           /* 1: count every request for /metrics */
     int64_t access_log;        /* 1: an access log line per request (at info level) */
-    const char *queue;         /* "local" */
+    const char *queue;         /* "local" or "redis://..." (serve, seed) */
+    const char *queue_prefix;  /* Redis key prefix (serve, seed) */
+    int64_t queue_lease_ms;    /* Redis: the admitting instance's lease */
     int64_t queue_max_active;
     int64_t queue_admit_per_sec;
     int64_t queue_active_ttl_ms;

@@ -8,7 +8,8 @@
  * the adapter only does it.
  *
  * Adapters: queue/local.c (embedded: memory, written through to the store
- * port), later queue/redis.c (distributed). Each embeds struct queue as its
+ * port), queue/redis.c (distributed: the line in Redis, shared by every
+ * instance). Each embeds struct queue as its
  * first member. Every op may be called from any thread at once.
  *
  * Times are epoch milliseconds passed in by the caller, so tests drive the
@@ -69,6 +70,11 @@ struct queue_ops {
     int (*tick)(struct queue *q, int64_t now, int64_t max_active, int64_t max_admit,
                 int64_t active_ttl_ms, int64_t waiting_idle_ms, int64_t *admitted);
     int (*counts)(struct queue *q, struct queue_counts *out);
+    /* Run-time limits shared by every instance on the same line; NULL for
+     * an adapter whose limits are per process (local). set: first stores
+     * the nonzero ones of *max_active, *admit_per_sec. Then reads both back
+     * (0: never set, the caller keeps its own). */
+    int (*limits)(struct queue *q, int set, int64_t *max_active, int64_t *admit_per_sec);
     /* Cheap liveness check. 0 or ERR_UNAVAILABLE. */
     int (*ping)(struct queue *q);
     void (*close)(struct queue *q);
@@ -86,6 +92,22 @@ struct store;
  * store holds, so positions survive a restart. */
 int queue_local_open(struct store *store, int64_t now, struct queue **out, char *errbuf,
                      size_t errlen);
+
+struct queue_redis_opts {
+    const char *prefix; /* of every key: deployments sharing a Redis differ in it */
+    int64_t lease_ms;   /* the admitting instance's lease; another takes over after it */
+};
+
+/* The distributed adapter: url is redis://HOST[:PORT][/DB]. Opens even when
+ * Redis is not reachable yet (its ops answer ERR_UNAVAILABLE until it is);
+ * ERR_INVALID with a message for a bad url. */
+int queue_redis_open(const char *url, const struct queue_redis_opts *o, struct queue **out,
+                     char *errbuf, size_t errlen);
+/* Gives users[i] the ACTIVATED token tokens[i] until active_until (concertd
+ * seed --active-tokens), expiring any other live token they held. q must be
+ * a Redis queue. */
+int queue_redis_grant(struct queue *q, const char *const *tokens, const int64_t *users, size_t n,
+                      int64_t active_until);
 
 /* A fresh token: 128 bits from getrandom, base64url, 22 characters + NUL. */
 int queue_new_token(char out[QUEUE_TOKEN_MAX + 1]);

@@ -9,7 +9,12 @@
  * ETA: position / rate, where rate is what was admitted over the last
  * minute (over the time since the first admission, when that is shorter),
  * or the configured admit_per_sec before anything was admitted in that
- * window. Admissions are counted per second in a ring of 60 buckets. */
+ * window. Admissions are counted per second in a ring of 60 buckets.
+ *
+ * What the window counts is the queue's admission counter (counts()) as it
+ * moved over each tick, not what this process admitted: with a shared
+ * queue (Redis) only one instance admits, and every instance must show the
+ * same rate and ETAs. With the local queue the two are the same. */
 #include "service/waitroom.h"
 
 #include <pthread.h>
@@ -30,10 +35,11 @@ struct waitroom {
     struct waitroom_opts o;
     atomic_llong max_active, admit_per_sec;
 
-    pthread_mutex_t mu;  /* guards what follows */
-    int64_t budget;      /* admissions allowed now, in thousandths (exact) */
-    int64_t last_tick;   /* epoch ms of the previous tick; 0 before the first */
-    int64_t first_admit; /* epoch ms of the first admission; 0 before */
+    pthread_mutex_t mu;    /* guards what follows */
+    int64_t budget;        /* admissions allowed now, in thousandths (exact) */
+    int64_t last_tick;     /* epoch ms of the previous tick; 0 before the first */
+    int64_t first_admit;   /* epoch ms of the first admission; 0 before */
+    int64_t seen_admitted; /* the queue's admission counter at the last tick; -1 before */
     int64_t bucket_sec[WINDOW_S], bucket_n[WINDOW_S];
 
     pthread_t thread;
@@ -48,6 +54,7 @@ struct waitroom *waitroom_new(struct queue *q, const struct waitroom_opts *o) {
     w->o = *o;
     atomic_init(&w->max_active, o->max_active);
     atomic_init(&w->admit_per_sec, o->admit_per_sec);
+    w->seen_admitted = -1;
     pthread_mutex_init(&w->mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -79,8 +86,32 @@ static int64_t admitted_in_window(const struct waitroom *w, int64_t now) {
     return n;
 }
 
+/* Records what the queue admitted since the last call (by anyone). A
+ * failed read leaves it for the next one. */
+static void observe_admitted(struct waitroom *w, int64_t now) {
+    struct queue_counts c;
+    if (w->q->ops->counts(w->q, &c)) return;
+    pthread_mutex_lock(&w->mu);
+    if (w->seen_admitted >= 0) record_admitted(w, now, c.admitted - w->seen_admitted);
+    w->seen_admitted = c.admitted;
+    pthread_mutex_unlock(&w->mu);
+}
+
+/* Takes the shared limits, where the queue keeps some (Redis): those set
+ * through any instance's admin route. */
+static void adopt_limits(struct waitroom *w, int64_t max_active, int64_t admit_per_sec) {
+    if (max_active > 0 && max_active <= WAITROOM_MAX_ACTIVE_MAX)
+        atomic_store(&w->max_active, max_active);
+    if (admit_per_sec > 0 && admit_per_sec <= WAITROOM_ADMIT_PER_SEC_MAX)
+        atomic_store(&w->admit_per_sec, admit_per_sec);
+}
+
 int waitroom_tick(struct waitroom *w, int64_t now) {
+    int64_t shared_max = 0, shared_rate = 0;
+    if (w->q->ops->limits && w->q->ops->limits(w->q, 0, &shared_max, &shared_rate) == 0)
+        adopt_limits(w, shared_max, shared_rate);
     int64_t rate = atomic_load(&w->admit_per_sec), max_active = atomic_load(&w->max_active);
+    if (w->seen_admitted < 0) observe_admitted(w, now); /* the counter before our first tick */
     pthread_mutex_lock(&w->mu);
     int64_t dt = w->last_tick ? now - w->last_tick : w->o.tick_ms;
     if (dt < 0) dt = 0;       /* the wall clock stepped back */
@@ -99,8 +130,8 @@ int waitroom_tick(struct waitroom *w, int64_t now) {
                              &admitted);
     pthread_mutex_lock(&w->mu);
     w->budget -= admitted * 1000;
-    record_admitted(w, now, admitted);
     pthread_mutex_unlock(&w->mu);
+    if (rc == 0) observe_admitted(w, now);
     return rc;
 }
 
@@ -108,11 +139,15 @@ static void *ticker(void *arg) {
     struct waitroom *w = arg;
     struct timespec next;
     clock_gettime(CLOCK_MONOTONIC, &next);
+    int failing = 0; /* log an outage when it starts and ends, not every tick */
     pthread_mutex_lock(&w->mu);
     while (!w->stopping) {
         pthread_mutex_unlock(&w->mu);
         int rc = waitroom_tick(w, w->o.now_ms());
-        if (rc) LOG_WARN(MOD, "op=tick err=%s", err_str(rc));
+        if (rc && !failing)
+            LOG_WARN(MOD, "op=tick err=%s msg=\"ticks fail until it clears\"", err_str(rc));
+        if (!rc && failing) LOG_INFO(MOD, "op=tick msg=\"ticking again\"");
+        failing = rc != 0;
         next.tv_nsec += (long)(w->o.tick_ms % 1000) * 1000000L;
         next.tv_sec += (time_t)(w->o.tick_ms / 1000) + next.tv_nsec / 1000000000L;
         next.tv_nsec %= 1000000000L;
@@ -274,12 +309,19 @@ int waitroom_stats(struct waitroom *w, int64_t now, struct waitroom_stats *out) 
     return 0;
 }
 
+int waitroom_ping(struct waitroom *w) {
+    return w->q->ops->ping(w->q);
+}
+
 int waitroom_set_limits(struct waitroom *w, int64_t max_active, int64_t admit_per_sec) {
     if (max_active < 0 || max_active > WAITROOM_MAX_ACTIVE_MAX || admit_per_sec < 0 ||
         admit_per_sec > WAITROOM_ADMIT_PER_SEC_MAX)
         return ERR_INVALID;
-    if (max_active) atomic_store(&w->max_active, max_active);
-    if (admit_per_sec) atomic_store(&w->admit_per_sec, admit_per_sec);
+    if (w->q->ops->limits) { /* shared: every instance's ticker picks them up */
+        int rc = w->q->ops->limits(w->q, 1, &max_active, &admit_per_sec);
+        if (rc) return rc;
+    }
+    adopt_limits(w, max_active, admit_per_sec);
     LOG_INFO(MOD, "limits max_active=%lld admit_per_sec=%lld",
              (long long)atomic_load(&w->max_active), (long long)atomic_load(&w->admit_per_sec));
     return 0;

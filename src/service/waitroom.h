@@ -90,5 +90,7 @@ int waitroom_check(struct waitroom *w, const char *token, int64_t want_user, int
                    enum waitroom_gate *gate, int64_t *user);
 
 int waitroom_stats(struct waitroom *w, int64_t now, struct waitroom_stats *out);
+/* Whether the line's keeper (memory, or Redis) answers: 0 or ERR_UNAVAILABLE. */
+int waitroom_ping(struct waitroom *w);
 /* Run-time limits; 0 leaves one unchanged. ERR_INVALID when out of bounds. */
 int waitroom_set_limits(struct waitroom *w, int64_t max_active, int64_t admit_per_sec);

@@ -15,12 +15,18 @@ process backed by a throwaway SQLite file seeded with `concertd seed`.
 Environment:
     CONCERTD_BIN        the binary (default <repo>/build/release/concertd)
     CONCERTD_LOG_LEVEL  --log-level passed to serve (default warn)
+    CONCERT_TEST_QUEUE  local (default) or redis: with redis, one redis-server
+                        is started for the session and every server the
+                        factory makes (and its seed) uses --queue redis://
+                        with a key prefix of its own per database file, so
+                        a restart on the same file finds its waiting room
 
 Teardown sends SIGTERM and fails the test if the server did not exit 0 within
 10 s, died from a signal, or printed a sanitizer report. Only the Python
 standard library and pytest are used.
 """
 
+import hashlib
 import http.client
 import json
 import os
@@ -489,6 +495,32 @@ class Server:
         assert r.status == 200 and r.json == {"status": "ok"}, f"/health/live {what}: {r!r}"
 
 
+QUEUE_MODE = os.environ.get("CONCERT_TEST_QUEUE", "local")
+if QUEUE_MODE not in ("local", "redis"):
+    raise RuntimeError(f"CONCERT_TEST_QUEUE={QUEUE_MODE!r}: want local or redis")
+_session_redis = None  # the redis-server of CONCERT_TEST_QUEUE=redis, started on first use
+
+
+def queue_env(db):
+    """Environment that points seed and serve at the session's waiting room
+    for database file db: {} in local mode."""
+    global _session_redis
+    if QUEUE_MODE != "redis":
+        return {}
+    if _session_redis is None:
+        from redis_util import RedisServer  # imports this module: not at the top
+        import tempfile
+        _session_redis = RedisServer(Path(tempfile.mkdtemp(prefix="concert-redis-"))).start()
+    prefix = "t" + hashlib.sha1(str(Path(db).resolve()).encode()).hexdigest()[:12] + ":"
+    return {"CONCERT_QUEUE": _session_redis.url, "CONCERT_QUEUE_PREFIX": prefix}
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _session_redis is not None:
+        _session_redis.kill(signal.SIGTERM)
+        shutil.rmtree(_session_redis.workdir, ignore_errors=True)
+
+
 class ServerFactory:
     def __init__(self, tmp_dir):
         self.tmp_dir = Path(tmp_dir)
@@ -505,13 +537,14 @@ class ServerFactory:
         workdir = self.tmp_dir / f"srv{self.n}"
         workdir.mkdir(parents=True, exist_ok=True)
         db = Path(db_path) if db_path else workdir / "concert.db"
+        qenv = queue_env(db)
         if do_seed and seed is not None:
             run_cli("seed", "--db", f"sqlite:{db}", *(token_seed_args(seed) if tokens else seed),
-                    check=True)
+                    env=qenv, check=True)
         elif tokens:
             run_cli("seed", "--db", f"sqlite:{db}", "--concerts", "0",
-                    *token_seed_args([]), check=True)
-        srv = Server(workdir, db, args, env)
+                    *token_seed_args([]), env=qenv, check=True)
+        srv = Server(workdir, db, args, {**qenv, **(env or {})})
         self.servers.append(srv)
         return srv.start()
 

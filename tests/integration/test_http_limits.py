@@ -22,7 +22,7 @@ def test_health_live(shared_server):
 
 def test_health_ready(shared_server):
     assert assert_ok_json(shared_server.get("/health/ready")) == \
-        {"status": "ready", "checks": {"store": "ok"}}
+        {"status": "ready", "checks": {"store": "ok", "queue": "ok"}}
 
 
 # --- body size --------------------------------------------------------------

@@ -9,10 +9,7 @@ Only holds that are paid write an event today (`payment.completed`), so the
 tests hold seats, pay, and compare the stream with the outbox table."""
 
 import json
-import shutil
 import signal
-import socket
-import subprocess
 import time
 from contextlib import closing
 
@@ -20,95 +17,24 @@ import pytest
 
 from booking_util import db, rows, scalar
 from conftest import free_port, run_cli
+from redis_util import RedisServer
 from test_outbox import PRICE, paid_reservation, wait_for
 
 pytestmark = pytest.mark.distributed
 
-REDIS_BIN = shutil.which("redis-server") or "/usr/bin/redis-server"
 STREAM = "concertd:test-events"
 
 
-# ---------------------------------------------------------------------------
-# A minimal RESP client (standard library only)
-
-
-def _read_reply(f):
-    line = f.readline()
-    if not line:
-        raise ConnectionError("redis closed the connection")
-    kind, rest = line[:1], line[1:-2]
-    if kind == b"+":
-        return rest.decode()
-    if kind == b"-":
-        raise RuntimeError(rest.decode())
-    if kind == b":":
-        return int(rest)
-    if kind == b"$":
-        n = int(rest)
-        return None if n < 0 else f.read(n + 2)[:-2].decode()
-    if kind == b"*":
-        n = int(rest)
-        return None if n < 0 else [_read_reply(f) for _ in range(n)]
-    raise RuntimeError(f"unexpected RESP reply {line!r}")
-
-
-def redis_cmd(port, *args, timeout=5.0):
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        out = [f"*{len(args)}\r\n".encode()]
-        for a in args:
-            b = str(a).encode()
-            out.append(f"${len(b)}\r\n".encode() + b + b"\r\n")
-        s.sendall(b"".join(out))
-        with s.makefile("rb") as f:
-            return _read_reply(f)
-
-
-class RedisServer:
-    """redis-server on 127.0.0.1:port, no persistence, started and stopped by PID."""
-
-    def __init__(self, workdir, port=None):
-        self.workdir = workdir
-        self.port = port or free_port()
-        self.proc = None
-
-    def start(self):
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.log = open(self.workdir / f"redis.{self.port}.log", "ab")
-        self.proc = subprocess.Popen(
-            [REDIS_BIN, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.workdir)],
-            stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                pytest.fail(f"redis-server exited with {self.proc.returncode}", pytrace=False)
-            try:
-                if redis_cmd(self.port, "PING", timeout=1.0) == "PONG":
-                    return self
-            except OSError:
-                pass
-            time.sleep(0.05)
-        pytest.fail("redis-server did not answer PING within 10 s", pytrace=False)
-
-    def kill(self, sig=signal.SIGKILL):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            self.proc.wait(10)
-        if self.proc:
-            self.log.close()
-        self.proc = None
-
+class StreamRedis(RedisServer):
     def entries(self, stream=STREAM):
         """[(entry id, {field: value})] of the whole stream, oldest first."""
         return [(eid, dict(zip(kv[::2], kv[1::2])))
-                for eid, kv in redis_cmd(self.port, "XRANGE", stream, "-", "+") or []]
+                for eid, kv in self.cmd("XRANGE", stream, "-", "+") or []]
 
 
 @pytest.fixture
 def redis(tmp_path):
-    if not shutil.which(REDIS_BIN):
-        pytest.fail("redis-server not installed: run scripts/deps", pytrace=False)
-    r = RedisServer(tmp_path / "redis").start()
+    r = StreamRedis(tmp_path / "redis").start()
     yield r
     r.kill(signal.SIGTERM)
 
@@ -226,7 +152,7 @@ def test_kill_9_and_restart_lose_no_event(server, redis):
 
 
 def test_starts_while_redis_is_down_and_publishes_once_it_is_up(server, tmp_path):
-    r = RedisServer(tmp_path / "late")
+    r = StreamRedis(tmp_path / "late")
     srv = server(seed=["--price", str(PRICE), "--users", "10", "--balance", "5000"],
                  args=["--events", f"redis://127.0.0.1:{r.port}/{STREAM}"])
     paid_reservation(srv, 2, 2)
