@@ -391,3 +391,5 @@ int store_open(const char *url, struct store **out, char *errbuf, size_t errlen)
 
 /* Adapter constructors, called by store_open(). */
 int store_sqlite_open(const char *path, struct store **out, char *errbuf, size_t errlen);
+/* url: a libpq connection URI (postgres://user@host:port/db?...). */
+int store_pg_open(const char *url, struct store **out, char *errbuf, size_t errlen);
