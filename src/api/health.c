@@ -21,10 +21,12 @@ void api_health_ready(struct api_req *r, struct api_res *w) {
     if (store_ok) {
         jw_kv_str(&j, "status", "ready");
     } else {
+        jw_kv_str(&j, "status", "down");
+        jw_kv_str(&j, "failed", "database"); /* the dependency that is down */
         jw_key(&j, "error");
         jw_obj_begin(&j);
         jw_kv_str(&j, "code", "UNAVAILABLE");
-        jw_kv_str(&j, "message", "store is not answering");
+        jw_kv_str(&j, "message", "database (store) is not answering");
         jw_obj_end(&j);
     }
     jw_key(&j, "checks");
