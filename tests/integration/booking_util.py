@@ -143,6 +143,19 @@ def rows(path, sql, *args):
         con.close()
 
 
+def execute(path, sql, *args):
+    """Runs one writing statement and commits it; returns the rows it returns
+    (RETURNING). path: a SQLite file path, or a pgcluster.PgDatabase."""
+    if hasattr(path, "rows"):
+        return path.rows(sql, *args)
+    con = db(path)
+    try:
+        with con:
+            return [tuple(r) for r in con.execute(sql, args)]
+    finally:
+        con.close()
+
+
 def scalar(path, sql, *args):
     return rows(path, sql, *args)[0][0]
 
