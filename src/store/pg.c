@@ -690,6 +690,8 @@ static void pg_close(struct store *s) {
     while (c) {
         struct pgconn *next = c->next;
         if (c->db) PQfinish(c->db);
+        free(c->job_avail.v);
+        free(c->batch_avail.v);
         free(c);
         c = next;
     }

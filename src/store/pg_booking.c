@@ -36,8 +36,11 @@
  *          until the first transaction commits, then replays its response.
  *      Rows are locked reservation first, then its seats, everywhere; what
  *      still deadlocks across batches is run again (pg_commit.c note 3).
- *   2. sessions.available_seats moves in the same job as seats.status, as
- *      in sqlite_booking.c note 2.
+ *   2. sessions.available_seats moves in the same transaction as
+ *      seats.status, as in sqlite_booking.c note 2, but the job only records
+ *      the change (pg_move_avail): the committer applies the batch's changes
+ *      right before COMMIT, so the hot counter row of a popular session is
+ *      locked for the commit alone, not for the whole batch.
  *   3. A seat held by a reservation whose hold has run out is taken back by
  *      the hold that wants it (sqlite_booking.c note 3).
  *   4. Every balance change writes a balance_ledger row (invariant 2).
@@ -96,8 +99,6 @@ static const char SQL_CLAIM_SEAT[] =
     "UPDATE seats SET status = 1, reservation_id = $2 WHERE id = $1 AND status = 0";
 static const char SQL_INS_RES_SEAT[] =
     "INSERT INTO reservation_seats (reservation_id, seat_id) VALUES ($1, $2)";
-static const char SQL_SESSION_AVAIL[] =
-    "UPDATE sessions SET available_seats = available_seats + $2 WHERE id = $1";
 /* By the reservation's seat list (primary keys), not by seats.reservation_id (no index). */
 static const char SQL_RELEASE_SEATS[] =
     "UPDATE seats SET status = 0, reservation_id = NULL"
@@ -282,8 +283,7 @@ static int set_res_status(struct pgconn *c, int64_t id, int status, int64_t now)
 static int release_seats(struct pgconn *c, int64_t id, int64_t session_id) {
     int64_t released = 0;
     int err = changes_ints(c, SQL_RELEASE_SEATS, 1, &id, &released, "release_seats");
-    int64_t av[2] = {session_id, released};
-    if (err == 0 && released) err = exec_ints(c, SQL_SESSION_AVAIL, 2, av, "session_avail");
+    if (err == 0 && released) pg_move_avail(c, session_id, released);
     return err;
 }
 
@@ -403,8 +403,7 @@ static int hold_claim(struct pgconn *c, struct hold_job *j, int64_t total) {
     int64_t v[5] = {h->user_id, h->session_id, total, h->now_ms, h->expires_at_ms}, rid = 0;
     int err = query_ints(c, SQL_INS_RES, 5, v, &rid, "insert_reservation");
     for (size_t i = 0; i < h->nseats && err == 0; i++) err = claim_seat(c, j, i, rid);
-    int64_t av[2] = {h->session_id, -(int64_t)h->nseats};
-    if (err == 0) err = exec_ints(c, SQL_SESSION_AVAIL, 2, av, "session_avail");
+    if (err == 0) pg_move_avail(c, h->session_id, -(int64_t)h->nseats);
     if (err == 0) j->out->id = rid;
     return err;
 }

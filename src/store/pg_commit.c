@@ -28,12 +28,22 @@
  *      to the head of the queue to run in the next transaction, at most
  *      PG_JOB_TRIES times in all (then ERR_UNAVAILABLE).
  *   4. Batching as in sqlite_commit.c: a committer takes whatever is queued
- *      when it finishes its previous batch; no timers. */
+ *      when it finishes its previous batch; no timers.
+ *   5. Hot rows. Every hold of a session moves that session's
+ *      available_seats counter: one row that all batches would otherwise
+ *      lock from their first hold to their COMMIT, serializing them and
+ *      making deadlock cycles likely. Jobs record their counter changes
+ *      (pg_move_avail); those of the jobs that succeeded are summed per
+ *      session and written right before COMMIT in session id order, so the
+ *      row is locked only for the commit and two batches always take
+ *      counter rows in the same order. */
 #include <assert.h>
 #include <pthread.h>
+#include <stdlib.h>
 
 #include "core/err.h"
 #include "core/log.h"
+#include "core/xmalloc.h"
 #include "store/pg_int.h"
 
 #define MOD "store"
@@ -72,6 +82,51 @@ int pg_release(struct pgconn *c, enum pg_savepoint sp, int err) {
     return err ? err : rc;
 }
 
+/* ---- session counters (design note 5) ---------------------------------------- */
+
+static const char SQL_AVAIL[] =
+    "UPDATE sessions SET available_seats = available_seats + $2 WHERE id = $1";
+
+static void avail_add(struct pg_avail *a, int64_t session_id, int64_t delta) {
+    for (size_t i = 0; i < a->n; i++)
+        if (a->v[i].session_id == session_id) {
+            a->v[i].delta += delta;
+            return;
+        }
+    if (a->n == a->cap) {
+        a->cap = a->cap ? a->cap * 2 : 16;
+        a->v = xrealloc(a->v, a->cap * sizeof(*a->v));
+    }
+    a->v[a->n].session_id = session_id;
+    a->v[a->n].delta = delta;
+    a->n++;
+}
+
+void pg_move_avail(struct pgconn *c, int64_t session_id, int64_t delta) {
+    avail_add(&c->job_avail, session_id, delta);
+}
+
+static int cmp_session(const void *x, const void *y) {
+    const int64_t a = *(const int64_t *)x, b = *(const int64_t *)y;
+    return (a > b) - (a < b);
+}
+
+/* Writes the batch's counter changes, in session id order. */
+static int avail_flush(struct pgconn *c) {
+    struct pg_avail *a = &c->batch_avail;
+    qsort(a->v, a->n, sizeof(*a->v), cmp_session); /* session_id is the first member */
+    int err = 0;
+    for (size_t i = 0; i < a->n && err == 0; i++) {
+        if (a->v[i].delta == 0) continue;
+        struct pg_args args = {0};
+        pg_arg_int(&args, a->v[i].session_id);
+        pg_arg_int(&args, a->v[i].delta);
+        err = pg_exec(c, SQL_AVAIL, &args, NULL, "session_avail");
+    }
+    a->n = 0;
+    return err;
+}
+
 /* ---- the committer -------------------------------------------------------- */
 
 /* Runs one job inside the open transaction. Sets j->again for a deadlock
@@ -83,15 +138,19 @@ static int run_job(struct pgconn *c, struct pg_job *j) {
         return err;
     }
     j->tries++;
+    c->job_avail.n = 0;
     int r = j->apply(c, j->arg);
     if (r && pg_retryable(c) && j->tries < PG_JOB_TRIES) j->again = 1;
     j->result = pg_release(c, PG_SP_JOB, r);
+    for (size_t i = 0; j->result == 0 && i < c->job_avail.n; i++)
+        avail_add(&c->batch_avail, c->job_avail.v[i].session_id, c->job_avail.v[i].delta);
     if (PQtransactionStatus(c->db) != PQTRANS_INTRANS) return j->result ? j->result : ERR_IO;
     return 0;
 }
 
 static void run_batch(struct pgconn *c, struct pg_job *batch) {
     int err = c ? pg_tx_begin(c) : ERR_UNAVAILABLE;
+    if (c) c->batch_avail.n = 0;
     int stopped = 0;
     for (struct pg_job *j = batch; j; j = j->next) {
         if (err) {
@@ -104,6 +163,7 @@ static void run_batch(struct pgconn *c, struct pg_job *batch) {
             stopped = j->again;
         }
     }
+    if (err == 0) err = avail_flush(c);
     if (err == 0) err = pg_tx_end(c, 0);
     if (err && c && PQtransactionStatus(c->db) != PQTRANS_IDLE) pg_tx_end(c, err);
     if (err == 0) return;

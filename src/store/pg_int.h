@@ -25,8 +25,17 @@ struct arena;
 
 struct pg_store;
 
+/* Changes of sessions.available_seats a transaction owes (pg_commit.c note 5). */
+struct pg_avail {
+    struct {
+        int64_t session_id, delta;
+    } *v;
+    size_t n, cap;
+};
+
 struct pgconn {
     PGconn *db;
+    struct pg_avail job_avail, batch_avail; /* the running job's; the batch's so far */
     const char *cache[PG_CACHED_STATEMENTS]; /* prepared SQL by slot; open addressing */
     struct pg_store *owner;
     struct pgconn *next;      /* registry: every connection of the store */
@@ -39,7 +48,7 @@ struct pg_job;
 struct pg_commit {
     pthread_mutex_t mu;
     pthread_cond_t wake; /* committers: a job was queued, or stop */
-    pthread_t threads[4];
+    pthread_t threads[8];
     int nthreads; /* started (lazily, by the first pg_write) */
     int stop;     /* close(): finish what is queued, then exit */
     struct pg_job *head, *tail;
@@ -122,9 +131,13 @@ int pg_tx_end(struct pgconn *c, int err);
  * to its savepoint and run again in the next transaction), so it must set
  * its out fields afresh each time. */
 #define PG_BATCH_MAX 64 /* jobs per transaction */
-#define PG_COMMITTERS 2 /* committer threads, each with its own connection */
+#define PG_COMMITTERS 8 /* committer threads, each with its own connection */
 
 typedef int (*pg_apply)(struct pgconn *c, void *arg);
+/* Inside a job: sessions.available_seats of session_id moves by delta when
+ * the job's transaction commits (applied by the committer, in session
+ * order, right before COMMIT; dropped with the job when it fails). */
+void pg_move_avail(struct pgconn *c, int64_t session_id, int64_t delta);
 int pg_write(struct pg_store *ps, pg_apply apply, void *arg);
 void pg_commit_init(struct pg_store *ps);
 void pg_commit_stop(struct pg_store *ps);
