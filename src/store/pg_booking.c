@@ -76,13 +76,18 @@ static const char SQL_USER_ENSURE[] = "INSERT INTO users (id, balance, created_a
                                       " VALUES ($1, 0, $2) ON CONFLICT (id) DO NOTHING";
 static const char SQL_BALANCE[] = "SELECT balance FROM users WHERE id = $1";
 static const char SQL_BALANCE_LOCK[] = "SELECT balance FROM users WHERE id = $1 FOR UPDATE";
-static const char SQL_SET_BALANCE[] = "UPDATE users SET balance = $2 WHERE id = $1";
-static const char SQL_LEDGER[] =
-    "INSERT INTO balance_ledger (user_id, kind, amount, balance_after, ref, created_at)"
+/* Statements that belong together are one statement (data-modifying WITH):
+ * each statement is a round trip the committer waits for. */
+static const char SQL_MOVE_BALANCE[] =
+    "WITH u AS (UPDATE users SET balance = $3 WHERE id = $1)"
+    " INSERT INTO balance_ledger (user_id, kind, amount, balance_after, ref, created_at)"
     " VALUES ($1, $6, $2, $3, $4, $5)";
-static const char SQL_SESSION_OF[] = "SELECT 1 FROM sessions WHERE id = $1 AND concert_id = $2";
-static const char SQL_SEAT[] = "SELECT session_id, seat_number, grade, price, status,"
-                               " coalesce(reservation_id, 0) FROM seats WHERE id = $1";
+/* The session (no row: not the concert's) with the requested seats that exist. */
+static const char SQL_HOLD_READ[] =
+    "SELECT st.id, st.session_id, st.seat_number, st.grade, st.price, st.status,"
+    " coalesce(st.reservation_id, 0) FROM sessions ss LEFT JOIN seats st"
+    " ON st.id = ANY ($3::bigint[]) WHERE ss.id = $1 AND ss.concert_id = $2";
+static const char SQL_SEAT_STATUS[] = "SELECT status FROM seats WHERE id = $1";
 #define RES_COLS "id, user_id, session_id, status, total_price, created_at, expires_at, updated_at"
 static const char SQL_RES[] = "SELECT " RES_COLS " FROM reservations WHERE id = $1";
 static const char SQL_RES_LOCK[] = "SELECT " RES_COLS " FROM reservations WHERE id = $1 FOR UPDATE";
@@ -90,24 +95,28 @@ static const char SQL_RES_SEATS[] =
     "SELECT st.id, st.session_id, st.seat_number, st.grade, st.price"
     " FROM reservation_seats rs JOIN seats st ON st.id = rs.seat_id"
     " WHERE rs.reservation_id = $1 ORDER BY st.seat_number";
-static const char SQL_RES_NSEATS[] =
-    "SELECT count(*) FROM reservation_seats WHERE reservation_id = $1";
 static const char SQL_INS_RES[] =
-    "INSERT INTO reservations (user_id, session_id, status, total_price, created_at, expires_at,"
+    "WITH u AS (INSERT INTO users (id, balance, created_at) VALUES ($1, 0, $4)"
+    " ON CONFLICT (id) DO NOTHING)"
+    " INSERT INTO reservations (user_id, session_id, status, total_price, created_at, expires_at,"
     " updated_at) VALUES ($1, $2, 'HELD', $3, $4, $5, $4) RETURNING id";
+/* Claims a free seat and links it to the reservation: 1 row, or 0 when taken. */
 static const char SQL_CLAIM_SEAT[] =
-    "UPDATE seats SET status = 1, reservation_id = $2 WHERE id = $1 AND status = 0";
-static const char SQL_INS_RES_SEAT[] =
-    "INSERT INTO reservation_seats (reservation_id, seat_id) VALUES ($1, $2)";
+    "WITH c AS (UPDATE seats SET status = 1, reservation_id = $2 WHERE id = $1 AND status = 0"
+    " RETURNING id) INSERT INTO reservation_seats (reservation_id, seat_id) SELECT $2, id FROM c";
 /* By the reservation's seat list (primary keys), not by seats.reservation_id (no index). */
 static const char SQL_RELEASE_SEATS[] =
     "UPDATE seats SET status = 0, reservation_id = NULL"
     " WHERE id IN (SELECT seat_id FROM reservation_seats WHERE reservation_id = $1)"
     " AND reservation_id = $1 AND status = 1";
-static const char SQL_SELL_SEATS[] =
-    "UPDATE seats SET status = 2"
+/* CONFIRMED, its held seats SOLD: how many were sold, and how many it has. */
+static const char SQL_CONFIRM[] =
+    "WITH r AS (UPDATE reservations SET status = 'CONFIRMED', updated_at = $2 WHERE id = $1),"
+    " s AS (UPDATE seats SET status = 2"
     " WHERE id IN (SELECT seat_id FROM reservation_seats WHERE reservation_id = $1)"
-    " AND reservation_id = $1 AND status = 1";
+    " AND reservation_id = $1 AND status = 1 RETURNING 1)"
+    " SELECT (SELECT count(*) FROM s),"
+    " (SELECT count(*) FROM reservation_seats WHERE reservation_id = $1)";
 static const char SQL_SET_RES_STATUS[] =
     "UPDATE reservations SET status = $3, updated_at = $2 WHERE id = $1";
 static const char SQL_EXPIRE_HOLD[] =
@@ -118,11 +127,24 @@ static const char SQL_ANY_EXPIRED[] =
 static const char SQL_EXPIRED_HOLDS[] =
     "SELECT id FROM reservations WHERE status = 'HELD' AND expires_at <= $1"
     " ORDER BY expires_at LIMIT $2";
+/* The payment.completed event's payload, byte for byte as the SQLite adapter's
+ * json_object() makes it. */
+#define PAYLOAD(id, rid, uid, amount, method, at)                                                  \
+    "format('{\"paymentId\":%s,\"reservationId\":%s,\"userId\":%s,\"amount\":%s,"              \
+    "\"method\":\"%s\",\"paidAt\":%s}', " id ", " rid ", " uid ", " amount ", " method ", " at ")"
+/* A balance payment and its event. */
 static const char SQL_INS_PAYMENT[] =
-    "INSERT INTO payments (reservation_id, user_id, amount, method, status, idempotency_key,"
-    " created_at, updated_at) VALUES ($1, $2, $3, $5, 'COMPLETED', $6, $4, $4) RETURNING id";
-static const char SQL_OUTBOX[] = "INSERT INTO outbox (topic, aggregate_id, payload, created_at)"
-                                 " VALUES ('payment.completed', $1, $3, $2)";
+    "WITH p AS (INSERT INTO payments (reservation_id, user_id, amount, method, status,"
+    " idempotency_key, created_at, updated_at)"
+    " VALUES ($1, $2, $3, $5, 'COMPLETED', $6, $4, $4) RETURNING id)"
+    " INSERT INTO outbox (topic, aggregate_id, payload, created_at)"
+    " SELECT 'payment.completed', p.id, " PAYLOAD("p.id", "$1::bigint", "$2::bigint", "$3::bigint",
+                                                 "$5::text", "$4::bigint") ", $4 FROM p"
+    " RETURNING aggregate_id";
+/* The event of a card payment: payment, reservation, user, amount, method, time. */
+static const char SQL_OUTBOX[] =
+    "INSERT INTO outbox (topic, aggregate_id, payload, created_at) VALUES ('payment.completed', $1, "
+    PAYLOAD("$1::bigint", "$2::bigint", "$3::bigint", "$4::bigint", "$5::text", "$6::bigint") ", $6)";
 static const char SQL_IDEM_CLAIM[] =
     "INSERT INTO idempotency_keys AS k (scope, key, request_hash, status_code, response,"
     " created_at) VALUES ($1, $2, $3, NULL, NULL, $4) ON CONFLICT (scope, key) DO UPDATE SET"
@@ -202,9 +224,6 @@ static int balance_of(struct pgconn *c, const char *sql, int64_t user_id, int64_
 /* Sets the balance and writes its ledger row (design note 4). ref 0 = none. */
 static int move_balance(struct pgconn *c, int64_t user_id, const char *kind, int64_t amount,
                         int64_t after, int64_t ref, int64_t now) {
-    int64_t b[2] = {user_id, after};
-    int err = exec_ints(c, SQL_SET_BALANCE, 2, b, "set_balance");
-    if (err) return err;
     struct pg_args a = {0};
     pg_arg_int(&a, user_id);
     pg_arg_int(&a, amount);
@@ -212,7 +231,7 @@ static int move_balance(struct pgconn *c, int64_t user_id, const char *kind, int
     pg_arg_opt(&a, ref);
     pg_arg_int(&a, now);
     pg_arg_str(&a, kind);
-    return pg_exec(c, SQL_LEDGER, &a, NULL, "ledger");
+    return pg_exec(c, SQL_MOVE_BALANCE, &a, NULL, "move_balance");
 }
 
 /* ---- reservations: reading --------------------------------------------------- */
@@ -312,28 +331,6 @@ struct seat_row {
     int64_t session_id, status, holder;
 };
 
-static int read_seat(struct pgconn *c, struct arena *a, int64_t id, struct store_seat *seat,
-                     struct seat_row *row) {
-    struct pg_args args;
-    pg_args_ints(&args, 1, &id);
-    PGresult *r;
-    int err = pg_exec(c, SQL_SEAT, &args, &r, "seat");
-    if (err) return err;
-    if (PQntuples(r) == 0) {
-        PQclear(r);
-        return ERR_NOT_FOUND;
-    }
-    seat->id = id;
-    seat->session_id = row->session_id = pg_int(r, 0, 0);
-    seat->number = pg_int(r, 0, 1);
-    seat->grade = pg_str(r, 0, 2, a);
-    seat->price = pg_int(r, 0, 3);
-    row->status = pg_int(r, 0, 4);
-    row->holder = pg_int(r, 0, 5);
-    PQclear(r);
-    return 0;
-}
-
 static int cmp_seat_number(const void *x, const void *y) {
     const struct store_seat *a = x, *b = y;
     return (a->number > b->number) - (a->number < b->number);
@@ -353,21 +350,54 @@ static int seat_conflict(struct hold_job *j, size_t i, int64_t status) {
     return ERR_CONFLICT;
 }
 
-/* Every seat exists and is of the session, before any write. */
-static int hold_read_seats(struct pgconn *c, struct hold_job *j, struct seat_row *rows) {
-    struct store_hold *h = j->h;
-    int64_t v[2] = {h->session_id, h->concert_id}, one;
-    int err = query_ints(c, SQL_SESSION_OF, 2, v, &one, "session_of");
-    if (err) return err;
-    for (size_t i = 0; i < h->nseats; i++) {
-        err = read_seat(c, j->a, h->seat_ids[i], &j->out->seats[i], &rows[i]);
-        if (err == 0 && rows[i].session_id != h->session_id) err = ERR_NOT_FOUND;
-        if (err) {
-            if (err == ERR_NOT_FOUND) h->bad_seat_id = h->seat_ids[i];
-            return err;
-        }
+/* The seat ids as a PostgreSQL array literal, in a. */
+static const char *id_array(struct arena *a, const int64_t *ids, size_t n) {
+    size_t cap = 3 + n * 21, len = 1;
+    char *out = arena_alloc(a, cap);
+    out[0] = '{';
+    for (size_t i = 0; i < n; i++)
+        len += (size_t)snprintf(out + len, cap - len, "%s%" PRId64, i ? "," : "", ids[i]);
+    snprintf(out + len, cap - len, "}");
+    return out;
+}
+
+/* Reads seat i's row of r (the one with its id) into the job; 0 when there is none. */
+static int take_seat_row(const PGresult *r, struct hold_job *j, size_t i, struct seat_row *row) {
+    for (int k = 0; k < PQntuples(r); k++) {
+        if (pg_int(r, k, 0) != j->h->seat_ids[i]) continue;
+        struct store_seat *seat = &j->out->seats[i];
+        seat->id = j->h->seat_ids[i];
+        seat->session_id = row->session_id = pg_int(r, k, 1);
+        seat->number = pg_int(r, k, 2);
+        seat->grade = pg_str(r, k, 3, j->a);
+        seat->price = pg_int(r, k, 4);
+        row->status = pg_int(r, k, 5);
+        row->holder = pg_int(r, k, 6);
+        return 1;
     }
     return 0;
+}
+
+/* The session and every seat, read at once before any write: each seat
+ * exists and is of the session, else ERR_NOT_FOUND naming the first one
+ * (in request order) that is not. */
+static int hold_read_seats(struct pgconn *c, struct hold_job *j, struct seat_row *rows) {
+    struct store_hold *h = j->h;
+    struct pg_args args = {0};
+    pg_arg_int(&args, h->session_id);
+    pg_arg_int(&args, h->concert_id);
+    pg_arg_str(&args, id_array(j->a, h->seat_ids, h->nseats));
+    PGresult *r;
+    int err = pg_exec(c, SQL_HOLD_READ, &args, &r, "hold_read");
+    if (err) return err;
+    if (PQntuples(r) == 0) err = ERR_NOT_FOUND; /* no such session of the concert */
+    for (size_t i = 0; err == 0 && i < h->nseats; i++) {
+        if (take_seat_row(r, j, i, &rows[i]) && rows[i].session_id == h->session_id) continue;
+        h->bad_seat_id = h->seat_ids[i];
+        err = ERR_NOT_FOUND;
+    }
+    PQclear(r);
+    return err;
 }
 
 /* Every seat is free, or held by a hold that ran out and is taken back. */
@@ -388,14 +418,10 @@ static int claim_seat(struct pgconn *c, struct hold_job *j, size_t i, int64_t ri
     int64_t claim[2] = {j->h->seat_ids[i], rid}, changed = 0;
     int err = changes_ints(c, SQL_CLAIM_SEAT, 2, claim, &changed, "claim_seat");
     if (err) return err;
-    if (changed != 1) {
-        struct store_seat seat;
-        struct seat_row row = {0};
-        err = read_seat(c, j->a, j->h->seat_ids[i], &seat, &row);
-        return err ? err : seat_conflict(j, i, row.status ? row.status : STORE_SEAT_HELD);
-    }
-    int64_t link[2] = {rid, j->h->seat_ids[i]};
-    return exec_ints(c, SQL_INS_RES_SEAT, 2, link, "reservation_seat");
+    if (changed == 1) return 0;
+    int64_t status = 0;
+    err = query_ints(c, SQL_SEAT_STATUS, 1, &j->h->seat_ids[i], &status, "seat_status");
+    return err ? err : seat_conflict(j, i, status ? status : STORE_SEAT_HELD);
 }
 
 static int hold_claim(struct pgconn *c, struct hold_job *j, int64_t total) {
@@ -419,8 +445,7 @@ static int hold_apply(struct pgconn *c, void *arg) {
     int64_t total = 0;
     for (size_t i = 0; err == 0 && i < h->nseats; i++)
         if (__builtin_add_overflow(total, j->out->seats[i].price, &total)) err = ERR_INVALID;
-    if (err == 0) err = ensure_user(c, h->user_id, h->now_ms);
-    if (err == 0) err = hold_claim(c, j, total);
+    if (err == 0) err = hold_claim(c, j, total); /* creates the user on first use */
     if (err) return err;
     struct store_reservation *r = j->out;
     r->user_id = h->user_id;
@@ -584,10 +609,10 @@ static int idem_apply(struct pgconn *c, void *arg) {
         err = idem_lookup(c, idem, j->a, j->now);
         return err ? err : (idem->replayed ? 0 : ERR_INTERNAL);
     }
-    err = pg_savepoint(c, PG_SP_STEP);
+    err = pg_step_begin(c);
     if (err) return err;
     int op_err = j->op(c, j->arg);
-    err = pg_release(c, PG_SP_STEP, op_err);
+    err = pg_step_end(c, op_err);
     if (err && !(err == op_err && is_business(op_err))) return err;
     int status = 0;
     const char *body = NULL;
@@ -645,31 +670,33 @@ struct pay_job {
     const char *key; /* Idempotency-Key, kept on the payment row; NULL = none */
 };
 
-/* Seats of the reservation from HELD to SOLD: all of them, or ERR_INTERNAL. */
-static int sell_seats(struct pgconn *c, int64_t rid) {
-    int64_t sold = 0, want = 0;
-    int err = changes_ints(c, SQL_SELL_SEATS, 1, &rid, &sold, "sell_seats");
-    if (err == 0) err = query_ints(c, SQL_RES_NSEATS, 1, &rid, &want, "reservation_nseats");
-    if (err == 0 && sold != want) {
+/* The reservation CONFIRMED and its seats from HELD to SOLD: all of them, or
+ * ERR_INTERNAL. */
+static int confirm_res(struct pgconn *c, int64_t rid, int64_t now) {
+    int64_t v[2] = {rid, now};
+    struct pg_args a;
+    pg_args_ints(&a, 2, v);
+    PGresult *r;
+    int err = pg_exec(c, SQL_CONFIRM, &a, &r, "confirm");
+    if (err) return err;
+    int64_t sold = pg_int(r, 0, 0), want = pg_int(r, 0, 1);
+    PQclear(r);
+    if (sold != want) {
         LOG_ERROR(MOD, "op=pay reservation=%" PRId64 " msg=\"%" PRId64 " of %" PRId64
                        " seats were held\"",
                   rid, sold, want);
-        err = ERR_INTERNAL;
+        return ERR_INTERNAL;
     }
-    return err;
+    return 0;
 }
 
-/* The payment.completed event, in the same transaction as the payment. */
+/* The payment.completed event of card payment p, in its transaction. */
 static int outbox_payment(struct pgconn *c, const struct store_payment *p) {
-    char payload[256];
-    snprintf(payload, sizeof(payload),
-             "{\"paymentId\":%" PRId64 ",\"reservationId\":%" PRId64 ",\"userId\":%" PRId64
-             ",\"amount\":%" PRId64 ",\"method\":\"%s\",\"paidAt\":%" PRId64 "}",
-             p->id, p->reservation_id, p->user_id, p->amount, p->method, p->paid_at_ms);
-    struct pg_args a = {0};
-    pg_arg_int(&a, p->id);
+    int64_t v[4] = {p->id, p->reservation_id, p->user_id, p->amount};
+    struct pg_args a;
+    pg_args_ints(&a, 4, v);
+    pg_arg_str(&a, p->method);
     pg_arg_int(&a, p->paid_at_ms);
-    pg_arg_str(&a, payload);
     return pg_exec(c, SQL_OUTBOX, &a, NULL, "outbox_payment");
 }
 
@@ -689,7 +716,7 @@ static int insert_payment(struct pgconn *c, struct pay_job *j, const struct stor
     p->out.amount = r->total_price;
     p->out.method = p->method;
     p->out.paid_at_ms = p->now_ms;
-    return outbox_payment(c, &p->out);
+    return 0;
 }
 
 static int pay_op(struct pgconn *c, void *arg) {
@@ -710,9 +737,7 @@ static int pay_op(struct pgconn *c, void *arg) {
     if (err == 0)
         err = move_balance(c, p->user_id, "PAYMENT", -r.total_price, balance - r.total_price,
                            p->out.id, p->now_ms);
-    if (err == 0) err = set_res_status(c, r.id, STORE_RES_CONFIRMED, p->now_ms);
-    if (err == 0) err = sell_seats(c, r.id);
-    return err;
+    return err ? err : confirm_res(c, r.id, p->now_ms);
 }
 
 int pgb_pay(struct store *s, struct arena *a, struct store_pay *p, struct store_idem *idem) {
@@ -814,8 +839,7 @@ static int card_settle_write(struct pgconn *c, struct store_card_settle *x,
     if (err) return err;
     if (res_to == STORE_RES_CONFIRMED) {
         x->out.paid_at_ms = x->now_ms;
-        err = set_res_status(c, r->id, STORE_RES_CONFIRMED, x->now_ms);
-        if (err == 0) err = sell_seats(c, r->id);
+        err = confirm_res(c, r->id, x->now_ms);
         if (err == 0) err = outbox_payment(c, &x->out);
         return err;
     }

@@ -36,9 +36,16 @@
  *      (pg_move_avail); those of the jobs that succeeded are summed per
  *      session and written right before COMMIT in session id order, so the
  *      row is locked only for the commit and two batches always take
- *      counter rows in the same order. */
+ *      counter rows in the same order.
+ *   6. Round trips. Every statement is a round trip to the server, and a
+ *      committer waits for each; the savepoint bookkeeping rides along with
+ *      other statements where it can (run_batch): BEGIN with the first
+ *      SAVEPOINT, RELEASE with the next SAVEPOINT, the counters with COMMIT.
+ *      A job is one round trip plus its own statements. */
 #include <assert.h>
+#include <inttypes.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "core/err.h"
@@ -60,32 +67,22 @@ struct pg_job {
     struct pg_job *next;
 };
 
-static const struct {
-    const char *save, *release, *rollback;
-} SP_SQL[] = {
-    [PG_SP_JOB] = {"SAVEPOINT job", "RELEASE job", "ROLLBACK TO job"},
-    [PG_SP_STEP] = {"SAVEPOINT step", "RELEASE step", "ROLLBACK TO step"},
-};
-
 static _Thread_local int on_committer;
 
-int pg_savepoint(struct pgconn *c, enum pg_savepoint sp) {
-    return pg_simple(c, SP_SQL[sp].save, "savepoint");
+int pg_step_begin(struct pgconn *c) {
+    return pg_simple(c, "SAVEPOINT step", "savepoint");
 }
 
-int pg_release(struct pgconn *c, enum pg_savepoint sp, int err) {
+int pg_step_end(struct pgconn *c, int err) {
     if (err) {
-        int rc = pg_simple(c, SP_SQL[sp].rollback, "rollback_to");
+        int rc = pg_simple(c, "ROLLBACK TO step", "rollback_to");
         if (rc) return rc;
     }
-    int rc = pg_simple(c, SP_SQL[sp].release, "release");
+    int rc = pg_simple(c, "RELEASE step", "release");
     return err ? err : rc;
 }
 
 /* ---- session counters (design note 5) ---------------------------------------- */
-
-static const char SQL_AVAIL[] =
-    "UPDATE sessions SET available_seats = available_seats + $2 WHERE id = $1";
 
 static void avail_add(struct pg_avail *a, int64_t session_id, int64_t delta) {
     for (size_t i = 0; i < a->n; i++)
@@ -111,61 +108,77 @@ static int cmp_session(const void *x, const void *y) {
     return (a > b) - (a < b);
 }
 
-/* Writes the batch's counter changes, in session id order. */
-static int avail_flush(struct pgconn *c) {
+/* Design notes 5 and 6: the batch's counter changes, in session id order,
+ * and COMMIT, as one simple-protocol query (the values are integers we
+ * format ourselves). On failure the transaction is rolled back. */
+static int commit_batch(struct pgconn *c) {
+    if (PQtransactionStatus(c->db) != PQTRANS_INTRANS) return ERR_IO;
     struct pg_avail *a = &c->batch_avail;
     qsort(a->v, a->n, sizeof(*a->v), cmp_session); /* session_id is the first member */
-    int err = 0;
-    for (size_t i = 0; i < a->n && err == 0; i++) {
-        if (a->v[i].delta == 0) continue;
-        struct pg_args args = {0};
-        pg_arg_int(&args, a->v[i].session_id);
-        pg_arg_int(&args, a->v[i].delta);
-        err = pg_exec(c, SQL_AVAIL, &args, NULL, "session_avail");
-    }
+    size_t cap = 16 + a->n * 96, len = 0;
+    char *sql = xmalloc(cap);
+    for (size_t i = 0; i < a->n; i++)
+        if (a->v[i].delta != 0)
+            len += (size_t)snprintf(sql + len, cap - len,
+                                    "UPDATE sessions SET available_seats = available_seats + %" PRId64
+                                    " WHERE id = %" PRId64 ";",
+                                    a->v[i].delta, a->v[i].session_id);
+    snprintf(sql + len, cap - len, "COMMIT");
     a->n = 0;
+    int err = pg_simple(c, sql, "commit");
+    free(sql);
+    if (err && PQtransactionStatus(c->db) != PQTRANS_IDLE) pg_simple(c, "ROLLBACK", "rollback");
     return err;
 }
 
 /* ---- the committer -------------------------------------------------------- */
 
-/* Runs one job inside the open transaction. Sets j->again for a deadlock
- * victim that may run again. Returns 0 when the transaction is still usable. */
-static int run_job(struct pgconn *c, struct pg_job *j) {
-    int err = pg_savepoint(c, PG_SP_JOB);
-    if (err) {
-        j->result = err;
-        return err;
-    }
+/* Runs one job inside the open transaction, whose savepoint job is set and
+ * fresh. Sets j->again for a deadlock victim that may run again. Returns 0
+ * when the transaction is still usable; *fresh = 0 when the job's changes
+ * stand on the savepoint (the next job releases and sets it again first). */
+static int run_job(struct pgconn *c, struct pg_job *j, int *fresh) {
     j->tries++;
     c->job_avail.n = 0;
     int r = j->apply(c, j->arg);
     if (r && pg_retryable(c) && j->tries < PG_JOB_TRIES) j->again = 1;
-    j->result = pg_release(c, PG_SP_JOB, r);
-    for (size_t i = 0; j->result == 0 && i < c->job_avail.n; i++)
-        avail_add(&c->batch_avail, c->job_avail.v[i].session_id, c->job_avail.v[i].delta);
-    if (PQtransactionStatus(c->db) != PQTRANS_INTRANS) return j->result ? j->result : ERR_IO;
-    return 0;
+    j->result = r;
+    if (r) { /* undo the job; the savepoint stays, fresh again */
+        int err = pg_simple(c, "ROLLBACK TO job", "rollback_to");
+        if (err) return err;
+    } else {
+        for (size_t i = 0; i < c->job_avail.n; i++)
+            avail_add(&c->batch_avail, c->job_avail.v[i].session_id, c->job_avail.v[i].delta);
+    }
+    *fresh = r != 0;
+    return PQtransactionStatus(c->db) == PQTRANS_INTRANS ? 0 : ERR_IO;
 }
 
+/* Design note 6: BEGIN and the first savepoint in one round trip, RELEASE of
+ * a job and the savepoint of the next in one, the counters and COMMIT in
+ * one; a savepoint rolled back to is used again as it is. */
 static void run_batch(struct pgconn *c, struct pg_job *batch) {
-    int err = c ? pg_tx_begin(c) : ERR_UNAVAILABLE;
+    int err = c ? pg_simple(c, "BEGIN; SAVEPOINT job", "begin") : ERR_UNAVAILABLE;
     if (c) c->batch_avail.n = 0;
-    int stopped = 0;
+    int stopped = 0, fresh = 1;
     for (struct pg_job *j = batch; j; j = j->next) {
         if (err) {
             j->result = err;
         } else if (stopped) {
             j->again = 1; /* design note 3: after the victim, in the next transaction */
         } else {
-            err = run_job(c, j);
+            if (!fresh) err = pg_simple(c, "RELEASE job; SAVEPOINT job", "savepoint");
+            if (err) {
+                j->result = err;
+                continue;
+            }
+            err = run_job(c, j, &fresh);
             if (err) j->again = 0;
             stopped = j->again;
         }
     }
-    if (err == 0) err = avail_flush(c);
-    if (err == 0) err = pg_tx_end(c, 0);
-    if (err && c && PQtransactionStatus(c->db) != PQTRANS_IDLE) pg_tx_end(c, err);
+    if (err == 0) err = commit_batch(c);
+    if (err && c && PQtransactionStatus(c->db) != PQTRANS_IDLE) pg_simple(c, "ROLLBACK", "rollback");
     if (err == 0) return;
     for (struct pg_job *j = batch; j; j = j->next)
         if (j->result == 0 && !j->again) j->result = ERR_UNAVAILABLE; /* not committed */

@@ -144,11 +144,11 @@ void pg_commit_stop(struct pg_store *ps);
 size_t pg_commit_pending(struct pg_store *ps);
 void pg_commit_totals(struct pg_store *ps, uint64_t *batches, uint64_t *jobs);
 
-/* Savepoints, as in the SQLite adapter: PG_SP_STEP for an inner
- * all-or-nothing step of an apply function. */
-enum pg_savepoint { PG_SP_JOB, PG_SP_STEP };
-int pg_savepoint(struct pgconn *c, enum pg_savepoint sp);
-int pg_release(struct pgconn *c, enum pg_savepoint sp, int err);
+/* An inner all-or-nothing step of an apply function: SAVEPOINT step, and
+ * its end, which rolls back to it first when err is not 0; returns err, or
+ * its own failure. */
+int pg_step_begin(struct pgconn *c);
+int pg_step_end(struct pgconn *c, int err);
 
 /* pg_queue.c: the waiting room's tokens, the seed's tokens (inside the
  * seed's transaction), and the outbox. */
