@@ -27,7 +27,11 @@
  *      (ERR_INVALID); a dead server, a shutdown or a deadlock victim is
  *      ERR_UNAVAILABLE; anything else ERR_IO. The SQLSTATE of the last
  *      failure stays on the connection so the committer can tell a
- *      deadlock (run the job again) from the rest.
+ *      deadlock (run the job again) from the rest. So is a unique violation
+ *      of waiting_tokens' seq or live-user index: two committers saving two
+ *      states of one new token (or a user's old and new token) at once; ON
+ *      CONFLICT (token) only arbitrates the token's own key, so the later
+ *      insert fails instead of merging, and merges when run again.
  *   4. Counter maintenance and the seat page as in sqlite.c notes 3 and 4;
  *      the page is one range scan of the partial covering index
  *      seats_available (session_id, seat_number) INCLUDE (grade, price, id)
@@ -225,7 +229,11 @@ struct pgconn *pg_conn(struct store *s) {
 /* Design note 3. */
 static int fail(struct pgconn *c, const PGresult *r, const char *op) {
     const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    const char *constraint = r ? PQresultErrorField(r, PG_DIAG_CONSTRAINT_NAME) : NULL;
     snprintf(c->sqlstate, sizeof(c->sqlstate), "%s", state ? state : "");
+    c->retry = strcmp(c->sqlstate, "40P01") == 0 || strcmp(c->sqlstate, "40001") == 0 ||
+               (strcmp(c->sqlstate, "23505") == 0 && constraint &&
+                strncmp(constraint, "waiting_tokens_", 15) == 0);
     const char *msg = r ? PQresultErrorMessage(r) : "";
     if (!msg || !*msg) msg = PQerrorMessage(c->db);
     int err;
@@ -244,7 +252,7 @@ static int fail(struct pgconn *c, const PGresult *r, const char *op) {
 }
 
 int pg_retryable(const struct pgconn *c) {
-    return strcmp(c->sqlstate, "40P01") == 0 || strcmp(c->sqlstate, "40001") == 0;
+    return c->retry;
 }
 
 static int ok_status(ExecStatusType st) {
@@ -291,6 +299,7 @@ static int exec_once(struct pgconn *c, const char *sql, const struct pg_args *a,
         return err;
     }
     c->sqlstate[0] = '\0';
+    c->retry = 0;
     if (res)
         *res = r;
     else
@@ -316,10 +325,12 @@ int pg_exec(struct pgconn *c, const char *sql, const struct pg_args *a, PGresult
 static int simple_once(struct pgconn *c, const char *sql, const char *op) {
     PGresult *r = PQexec(c->db, sql);
     int err = 0;
-    if (!r || !ok_status(PQresultStatus(r)))
+    if (!r || !ok_status(PQresultStatus(r))) {
         err = fail(c, r, op);
-    else
+    } else {
         c->sqlstate[0] = '\0';
+        c->retry = 0;
+    }
     PQclear(r);
     return err;
 }

@@ -41,6 +41,7 @@ struct pgconn {
     struct pgconn *next;      /* registry: every connection of the store */
     struct pgconn *next_idle; /* idle list: connections of exited threads */
     char sqlstate[6];         /* of the last failed statement; "" when none */
+    int retry;                /* that failure may pass in a new transaction (pg_retryable) */
 };
 
 /* The group committer's state (pg_commit.c); guarded by mu. */
@@ -105,8 +106,9 @@ int pg_query_int(struct pgconn *c, const char *sql, const struct pg_args *a, int
 /* Cell (row, col) as an int (0 for NULL) / as a string copied into a ("" for NULL). */
 int64_t pg_int(const PGresult *r, int row, int col);
 const char *pg_str(const PGresult *r, int row, int col, struct arena *a);
-/* 1 when the last failure of c was a deadlock or serialization failure
- * (the job may run again in a new transaction). */
+/* 1 when the last failure of c was a deadlock, a serialization failure, or
+ * a waiting_tokens unique race (pg.c note 3): the job may run again in a
+ * new transaction. */
 int pg_retryable(const struct pgconn *c);
 
 /* Result rows into the caller's arena: read(r, i, a, out) fills one element. */
