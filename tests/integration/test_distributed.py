@@ -237,3 +237,32 @@ def test_postgres_down_is_503_and_recovers_without_losing_acknowledged_writes(
     assert sum(acked) <= got <= sum(tried), (sum(acked), got, sum(tried))
     assert assert_ok_json(charge(srv, 3, 10)) == {"userId": 3, "balance": 10}
     check_invariants(db)
+
+
+# --- the waiting room's copy in PostgreSQL ------------------------------------------
+
+
+def test_tokens_entered_and_admitted_at_once_are_all_kept(server, pg_db):
+    """Each new token is saved WAITING and, admitted within a tick, saved
+    again ACTIVATED; with several committers the two saves can run in two
+    transactions at once (a unique race on waiting_tokens that once failed
+    the later save). Every enter must succeed, nothing may be logged as
+    lost, and a restart must find every token ACTIVATED."""
+    from concurrent.futures import ThreadPoolExecutor
+    args = ["--queue-admit-per-sec", "1000000", "--queue-max-active", "100000",
+            "--queue-tick", "10ms"]
+    srv = server(db_path=pg_db, args=args, tokens=False, seed=["--concerts", "0"])
+    q = "/api/v1/waiting-queues"
+    with ThreadPoolExecutor(max_workers=32) as ex:
+        got = list(ex.map(lambda u: srv.post(q, {"userId": u}, token=None), range(1, 601)))
+    assert all(r.status == 201 for r in got), {r.status for r in got}
+    tokens = [r.json["token"] for r in got]
+    deadline = time.monotonic() + 10
+    while assert_ok_json(srv.get(q + "/stats", token=None))["active"] < 600:
+        assert time.monotonic() < deadline, "not all admitted within 10 s"
+        time.sleep(0.05)
+    assert srv.stop() == 0
+    assert "differ" not in srv.stderr_text(), srv.stderr_text()[-2000:]
+    assert scalar(pg_db, "SELECT count(*) FROM waiting_tokens WHERE status = 'ACTIVATED'") == 600
+    again = server(db_path=pg_db, args=args, do_seed=False, tokens=False)
+    assert all(assert_ok_json(again.get(q, token=t))["status"] == "ACTIVATED" for t in tokens)
