@@ -114,7 +114,7 @@ static int cmp_session(const void *x, const void *y) {
 static int commit_batch(struct pgconn *c) {
     if (PQtransactionStatus(c->db) != PQTRANS_INTRANS) return ERR_IO;
     struct pg_avail *a = &c->batch_avail;
-    qsort(a->v, a->n, sizeof(*a->v), cmp_session); /* session_id is the first member */
+    if (a->n > 1) qsort(a->v, a->n, sizeof(*a->v), cmp_session); /* by session_id, the first member */
     size_t cap = 16 + a->n * 96, len = 0;
     char *sql = xmalloc(cap);
     for (size_t i = 0; i < a->n; i++)
