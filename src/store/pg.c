@@ -245,9 +245,8 @@ static int fail(struct pgconn *c, const PGresult *r, const char *op) {
     else
         err = ERR_IO;
     size_t len = strcspn(msg, "\n");
-    LOG_AT(err == ERR_IO ? LOG_LEVEL_ERROR : LOG_LEVEL_WARN, MOD,
-           "op=%s sqlstate=%s msg=\"%.*s\"", op, c->sqlstate[0] ? c->sqlstate : "-", (int)len,
-           msg);
+    LOG_AT(err == ERR_IO ? LOG_LEVEL_ERROR : LOG_LEVEL_WARN, MOD, "op=%s sqlstate=%s msg=\"%.*s\"",
+           op, c->sqlstate[0] ? c->sqlstate : "-", (int)len, msg);
     return err;
 }
 

@@ -130,7 +130,7 @@ static const char SQL_EXPIRED_HOLDS[] =
 /* The payment.completed event's payload, byte for byte as the SQLite adapter's
  * json_object() makes it. */
 #define PAYLOAD(id, rid, uid, amount, method, at)                                                  \
-    "format('{\"paymentId\":%s,\"reservationId\":%s,\"userId\":%s,\"amount\":%s,"              \
+    "format('{\"paymentId\":%s,\"reservationId\":%s,\"userId\":%s,\"amount\":%s,"                  \
     "\"method\":\"%s\",\"paidAt\":%s}', " id ", " rid ", " uid ", " amount ", " method ", " at ")"
 /* A balance payment and its event. */
 static const char SQL_INS_PAYMENT[] =
@@ -138,13 +138,16 @@ static const char SQL_INS_PAYMENT[] =
     " idempotency_key, created_at, updated_at)"
     " VALUES ($1, $2, $3, $5, 'COMPLETED', $6, $4, $4) RETURNING id)"
     " INSERT INTO outbox (topic, aggregate_id, payload, created_at)"
-    " SELECT 'payment.completed', p.id, " PAYLOAD("p.id", "$1::bigint", "$2::bigint", "$3::bigint",
-                                                 "$5::text", "$4::bigint") ", $4 FROM p"
-    " RETURNING aggregate_id";
+    " SELECT 'payment.completed', p.id, "
+    /* payload */ PAYLOAD("p.id", "$1::bigint", "$2::bigint", "$3::bigint", "$5::text",
+                          "$4::bigint")
+    /* created_at */ ", $4 FROM p RETURNING aggregate_id";
 /* The event of a card payment: payment, reservation, user, amount, method, time. */
-static const char SQL_OUTBOX[] =
-    "INSERT INTO outbox (topic, aggregate_id, payload, created_at) VALUES ('payment.completed', $1, "
-    PAYLOAD("$1::bigint", "$2::bigint", "$3::bigint", "$4::bigint", "$5::text", "$6::bigint") ", $6)";
+static const char SQL_OUTBOX[] = "INSERT INTO outbox (topic, aggregate_id, payload, created_at)"
+                                 " VALUES ('payment.completed', $1, "
+    /* payload */ PAYLOAD("$1::bigint", "$2::bigint", "$3::bigint", "$4::bigint", "$5::text",
+                          "$6::bigint")
+    /* created_at */ ", $6)";
 static const char SQL_IDEM_CLAIM[] =
     "INSERT INTO idempotency_keys AS k (scope, key, request_hash, status_code, response,"
     " created_at) VALUES ($1, $2, $3, NULL, NULL, $4) ON CONFLICT (scope, key) DO UPDATE SET"
@@ -682,8 +685,9 @@ static int confirm_res(struct pgconn *c, int64_t rid, int64_t now) {
     int64_t sold = pg_int(r, 0, 0), want = pg_int(r, 0, 1);
     PQclear(r);
     if (sold != want) {
-        LOG_ERROR(MOD, "op=pay reservation=%" PRId64 " msg=\"%" PRId64 " of %" PRId64
-                       " seats were held\"",
+        LOG_ERROR(MOD,
+                  "op=pay reservation=%" PRId64 " msg=\"%" PRId64 " of %" PRId64
+                  " seats were held\"",
                   rid, sold, want);
         return ERR_INTERNAL;
     }

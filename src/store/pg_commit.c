@@ -104,8 +104,8 @@ void pg_move_avail(struct pgconn *c, int64_t session_id, int64_t delta) {
 }
 
 static int cmp_session(const void *x, const void *y) {
-    const int64_t a = *(const int64_t *)x, b = *(const int64_t *)y;
-    return (a > b) - (a < b);
+    const struct pg_avail_change *a = x, *b = y;
+    return (a->session_id > b->session_id) - (a->session_id < b->session_id);
 }
 
 /* Design notes 5 and 6: the batch's counter changes, in session id order,
@@ -114,15 +114,16 @@ static int cmp_session(const void *x, const void *y) {
 static int commit_batch(struct pgconn *c) {
     if (PQtransactionStatus(c->db) != PQTRANS_INTRANS) return ERR_IO;
     struct pg_avail *a = &c->batch_avail;
-    if (a->n > 1) qsort(a->v, a->n, sizeof(*a->v), cmp_session); /* by session_id, the first member */
+    if (a->n > 1) qsort(a->v, a->n, sizeof(*a->v), cmp_session);
     size_t cap = 16 + a->n * 96, len = 0;
     char *sql = xmalloc(cap);
     for (size_t i = 0; i < a->n; i++)
         if (a->v[i].delta != 0)
-            len += (size_t)snprintf(sql + len, cap - len,
-                                    "UPDATE sessions SET available_seats = available_seats + %" PRId64
-                                    " WHERE id = %" PRId64 ";",
-                                    a->v[i].delta, a->v[i].session_id);
+            len +=
+                (size_t)snprintf(sql + len, cap - len,
+                                 "UPDATE sessions SET available_seats = available_seats + %" PRId64
+                                 " WHERE id = %" PRId64 ";",
+                                 a->v[i].delta, a->v[i].session_id);
     snprintf(sql + len, cap - len, "COMMIT");
     a->n = 0;
     int err = pg_simple(c, sql, "commit");
@@ -178,7 +179,8 @@ static void run_batch(struct pgconn *c, struct pg_job *batch) {
         }
     }
     if (err == 0) err = commit_batch(c);
-    if (err && c && PQtransactionStatus(c->db) != PQTRANS_IDLE) pg_simple(c, "ROLLBACK", "rollback");
+    if (err && c && PQtransactionStatus(c->db) != PQTRANS_IDLE)
+        pg_simple(c, "ROLLBACK", "rollback");
     if (err == 0) return;
     for (struct pg_job *j = batch; j; j = j->next)
         if (j->result == 0 && !j->again) j->result = ERR_UNAVAILABLE; /* not committed */

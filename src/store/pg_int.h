@@ -26,16 +26,17 @@ struct arena;
 struct pg_store;
 
 /* Changes of sessions.available_seats a transaction owes (pg_commit.c note 5). */
+struct pg_avail_change {
+    int64_t session_id, delta;
+};
 struct pg_avail {
-    struct {
-        int64_t session_id, delta;
-    } *v;
+    struct pg_avail_change *v;
     size_t n, cap;
 };
 
 struct pgconn {
     PGconn *db;
-    struct pg_avail job_avail, batch_avail; /* the running job's; the batch's so far */
+    struct pg_avail job_avail, batch_avail;  /* the running job's; the batch's so far */
     const char *cache[PG_CACHED_STATEMENTS]; /* prepared SQL by slot; open addressing */
     struct pg_store *owner;
     struct pgconn *next;      /* registry: every connection of the store */

@@ -57,7 +57,8 @@ int store_open(const char *url, struct store **out, char *errbuf, size_t errlen)
         if (!ad->pass_url && strncmp(target, "//", 2) == 0) target += 2;
         return ad->open(ad->pass_url ? url : target, out, errbuf, errlen);
     }
-    snprintf(errbuf, errlen, "unsupported database URL scheme \"%.*s\" in %s (use sqlite:PATH or postgres://...)",
+    snprintf(errbuf, errlen,
+             "unsupported database URL scheme \"%.*s\" in %s (use sqlite:PATH or postgres://...)",
              (int)n, url, url);
     return ERR_INVALID;
 }
