@@ -162,6 +162,13 @@ void pg_collect(const PGresult *r, struct arena *a, size_t size, pg_row_reader r
 
 /* ---- connections ------------------------------------------------------- */
 
+/* Server notices ("relation ... already exists, skipping") go to the debug
+ * log instead of libpq's default, stderr. */
+static void on_notice(void *arg, const char *msg) {
+    (void)arg;
+    LOG_DEBUG(MOD, "op=notice msg=\"%.*s\"", (int)strcspn(msg, "\n"), msg);
+}
+
 /* A new PGconn to url; bad (logged) when the server cannot be reached. Our
  * defaults come first so settings in the URL override them. */
 static PGconn *connect_url(const char *url) {
@@ -170,6 +177,7 @@ static PGconn *connect_url(const char *url) {
     PGconn *db = PQconnectdbParams(keys, vals, 1);
     if (db && PQstatus(db) == CONNECTION_OK) {
         PQsetErrorVerbosity(db, PQERRORS_TERSE);
+        PQsetNoticeProcessor(db, on_notice, NULL);
         return db;
     }
     LOG_WARN(MOD, "op=connect msg=\"%s\"", db ? PQerrorMessage(db) : "out of memory");

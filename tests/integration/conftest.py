@@ -15,8 +15,7 @@ process backed by a throwaway SQLite file seeded with `concertd seed`.
 Store: `--store pg` (or CONCERTD_TEST_STORE=pg) runs every server of the
 suite on a throwaway PostgreSQL cluster (pgcluster.py) instead of SQLite:
 each factory server gets a fresh database and srv.db_path is then a
-pgcluster.PgDatabase (booking_util.rows() queries either). A test that is
-about the SQLite file itself is marked sqlite_only and skipped there.
+pgcluster.PgDatabase (booking_util.rows() queries either).
 
 Environment:
     CONCERTD_BIN        the binary (default <repo>/build/release/concertd)
@@ -609,16 +608,6 @@ def pytest_addoption(parser):
                      help="backend of the servers the factory starts (default sqlite)")
 
 
-def pytest_collection_modifyitems(config, items):
-    if store_mode(config) != "pg":
-        return
-    for item in items:
-        m = item.get_closest_marker("sqlite_only")
-        if m:
-            why = m.kwargs.get("reason") or (m.args[0] if m.args else "about the SQLite file")
-            item.add_marker(pytest.mark.skip(reason=f"sqlite only: {why}"))
-
-
 @pytest.fixture
 def cli():
     return run_cli
@@ -627,6 +616,5 @@ def cli():
 def pytest_configure(config):
     for name, doc in (("slow", "takes more than a few seconds"),
                       ("distributed", "needs PostgreSQL or Redis"),
-                      ("fault", "crash or fault injection"),
-                      ("sqlite_only", "about the SQLite file itself: skipped with --store pg")):
+                      ("fault", "crash or fault injection")):
         config.addinivalue_line("markers", f"{name}: {doc}")
