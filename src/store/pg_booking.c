@@ -58,18 +58,6 @@
 
 #define MOD "store"
 
-static const char *const RES_STATUS[] = {
-    [STORE_RES_HELD] = "HELD",           [STORE_RES_PAYMENT_PENDING] = "PAYMENT_PENDING",
-    [STORE_RES_CONFIRMED] = "CONFIRMED", [STORE_RES_CANCELLED] = "CANCELLED",
-    [STORE_RES_EXPIRED] = "EXPIRED",
-};
-#define NRES_STATUS (sizeof(RES_STATUS) / sizeof(RES_STATUS[0]))
-
-static const char *const PAY_STATUS[] = {[STORE_PAY_PENDING] = "PENDING",
-                                         [STORE_PAY_COMPLETED] = "COMPLETED",
-                                         [STORE_PAY_FAILED] = "FAILED"};
-#define NPAY_STATUS (sizeof(PAY_STATUS) / sizeof(PAY_STATUS[0]))
-
 /* ---- SQL ------------------------------------------------------------------ */
 
 static const char SQL_USER_ENSURE[] = "INSERT INTO users (id, balance, created_at)"
@@ -198,12 +186,6 @@ static int query_ints(struct pgconn *c, const char *sql, int n, const int64_t *v
     return pg_query_int(c, sql, &a, out, op);
 }
 
-static int index_of(const char *const *names, size_t n, const char *text) {
-    for (size_t i = 0; text && i < n; i++)
-        if (strcmp(text, names[i]) == 0) return (int)i;
-    return -1;
-}
-
 static int is_business(int err) {
     return err == ERR_NOT_FOUND || err == ERR_FORBIDDEN || err == ERR_CONFLICT ||
            err == ERR_INSUFFICIENT || err == ERR_INVALID;
@@ -263,7 +245,7 @@ static int read_res(struct pgconn *c, const char *sql, int64_t id, struct store_
     r->id = pg_int(res, 0, 0);
     r->user_id = pg_int(res, 0, 1);
     r->session_id = pg_int(res, 0, 2);
-    r->status = index_of(RES_STATUS, NRES_STATUS, PQgetvalue(res, 0, 3));
+    r->status = store_res_status_of(PQgetvalue(res, 0, 3));
     r->total_price = pg_int(res, 0, 4);
     r->created_at_ms = pg_int(res, 0, 5);
     r->expires_at_ms = pg_int(res, 0, 6);
@@ -297,7 +279,7 @@ static int set_res_status(struct pgconn *c, int64_t id, int status, int64_t now)
     struct pg_args a = {0};
     pg_arg_int(&a, id);
     pg_arg_int(&a, now);
-    pg_arg_str(&a, RES_STATUS[status]);
+    pg_arg_str(&a, store_res_status_name(status));
     return pg_exec(c, SQL_SET_RES_STATUS, &a, NULL, "reservation_status");
 }
 
@@ -822,7 +804,7 @@ static int card_read(struct pgconn *c, struct store_card_settle *x) {
         x->out.user_id = pg_int(r, 0, 1);
         x->out.amount = pg_int(r, 0, 2);
         x->out.method = "card";
-        x->status = index_of(PAY_STATUS, NPAY_STATUS, PQgetvalue(r, 0, 3));
+        x->status = store_pay_status_of(PQgetvalue(r, 0, 3));
         if (x->status < 0) err = ERR_INTERNAL;
     } else {
         err = ERR_NOT_FOUND;
@@ -837,7 +819,7 @@ static int card_settle_write(struct pgconn *c, struct store_card_settle *x,
     struct pg_args a = {0};
     pg_arg_int(&a, x->payment_id);
     pg_arg_int(&a, x->now_ms);
-    pg_arg_str(&a, PAY_STATUS[to]);
+    pg_arg_str(&a, store_pay_status_name(to));
     pg_arg_str(&a, x->approved ? x->charge_id : NULL);
     int err = pg_exec(c, SQL_CARD_SET, &a, NULL, "card_set");
     if (err) return err;

@@ -53,18 +53,6 @@ static const char SQL_OUTBOX_LIST[] =
 static const char SQL_OUTBOX_MARK[] =
     "UPDATE outbox SET published_at = $2 WHERE id = $1 AND published_at IS NULL";
 
-static const char *const STATE_NAME[] = {
-    [STORE_TOKEN_WAITING] = "WAITING",
-    [STORE_TOKEN_ACTIVATED] = "ACTIVATED",
-    [STORE_TOKEN_EXPIRED] = "EXPIRED",
-};
-
-static int state_of(const char *name) {
-    for (int s = STORE_TOKEN_WAITING; s <= STORE_TOKEN_EXPIRED; s++)
-        if (name && strcmp(name, STATE_NAME[s]) == 0) return s;
-    return 0;
-}
-
 static int save_one(struct pgconn *c, const struct store_token *t) {
     if (!t->token || t->user_id <= 0 || t->state < STORE_TOKEN_WAITING ||
         t->state > STORE_TOKEN_EXPIRED)
@@ -80,7 +68,7 @@ static int save_one(struct pgconn *c, const struct store_token *t) {
     pg_arg_str(&a, t->token);
     pg_arg_int(&a, t->user_id);
     pg_arg_int(&a, t->seq);
-    pg_arg_str(&a, STATE_NAME[t->state]);
+    pg_arg_str(&a, store_token_state_name(t->state));
     pg_arg_int(&a, t->entered_at);
     pg_arg_opt(&a, t->activated_at);
     pg_arg_opt(&a, t->expires_at);
@@ -115,7 +103,7 @@ int pg_queue_load(struct store *s, store_token_fn each, void *ctx, int64_t *next
             .token = PQgetvalue(r, i, 0),
             .user_id = pg_int(r, i, 1),
             .seq = pg_int(r, i, 2),
-            .state = state_of(PQgetvalue(r, i, 3)),
+            .state = store_token_state_of(PQgetvalue(r, i, 3)),
             .entered_at = pg_int(r, i, 4),
             .activated_at = pg_int(r, i, 5),
             .expires_at = pg_int(r, i, 6),
