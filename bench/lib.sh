@@ -73,13 +73,14 @@ fetch() { # url, out-file, [curl args...]: must be a 200
 }
 
 # start_concertd DB [serve args...]: serve args, then BENCH_SERVE_ARGS; sets
-# CPID, CPORT and C (base URL).
+# CPID, CPORT and C (base URL). DB: a SQLite file path, or a --db URL.
 start_concertd() {
   local db=$1
   shift
+  case $db in *://* | sqlite:*) ;; *) db="sqlite:$db" ;; esac
   CPORT=$(free_port)
   # shellcheck disable=SC2086
-  "$BIN" serve --listen "127.0.0.1:$CPORT" --db "sqlite:$db" --log-level warn "$@" \
+  "$BIN" serve --listen "127.0.0.1:$CPORT" --db "$db" --log-level warn "$@" \
     ${BENCH_SERVE_ARGS:-} >"$WORK/concertd.out" 2>"$WORK/concertd.err" &
   CPID=$!
   track "$CPID"

@@ -23,13 +23,19 @@ void api_health_ready(struct api_req *r, struct api_res *w) {
     if (store_ok && queue_ok) {
         jw_kv_str(&j, "status", "ready");
     } else {
+        /* the dependencies that are down, by the names operators use */
+        const char *failed = !store_ok && !queue_ok ? "database,queue"
+                             : store_ok             ? "queue"
+                                                    : "database";
+        jw_kv_str(&j, "status", "down");
+        jw_kv_str(&j, "failed", failed);
         jw_key(&j, "error");
         jw_obj_begin(&j);
         jw_kv_str(&j, "code", "UNAVAILABLE");
         jw_kv_str(&j, "message",
-                  !store_ok && !queue_ok ? "store and queue are not answering"
+                  !store_ok && !queue_ok ? "database (store) and queue are not answering"
                   : store_ok             ? "queue is not answering"
-                                         : "store is not answering");
+                                         : "database (store) is not answering");
         jw_obj_end(&j);
     }
     jw_key(&j, "checks");

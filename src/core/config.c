@@ -55,7 +55,7 @@ static const char *const on_off_names[] = {"off", "on", NULL};
 static const struct cfg_option options[] = {
     {"db", OPT_STRING, OFF(db), "sqlite:./concert.db", 0, 0, NULL,
      CMD_SERVE | CMD_SEED | CMD_IMPORT | CMD_MIGRATE, "URL",
-     "database URL: sqlite:PATH (postgres:// later)"},
+     "database URL: sqlite:PATH or postgres://USER@HOST:PORT/DB"},
     {"log-level", OPT_ENUM, OFF(log_level), "info", 0, 0, log_level_names, CMD_ALL, "LEVEL",
      "log verbosity"},
     {"log-format", OPT_ENUM, OFF(log_format), "text", 0, 0, log_format_names, CMD_ALL, "FORMAT",

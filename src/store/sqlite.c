@@ -609,41 +609,16 @@ static int add_concert(struct conn *c, int64_t id, const char *title, const char
     return err;
 }
 
-static const char *const SEED_VENUES[] = {
-    "KSPO Dome, Seoul",        "Olympic Hall, Seoul", "Jamsil Arena, Seoul",
-    "Sejong Center, Seoul",    "Blue Square, Seoul",  "Gocheok Sky Dome, Seoul",
-    "BEXCO Auditorium, Busan", "Daegu EXCO, Daegu",
-};
-
-/* The seed's seat layout: by grade when price is 0 (first 20 %, at least
- * one, VIP; next 30 % R; the rest S), else all R at that price. */
-static size_t seed_blocks(const struct store_seed *o, struct store_block b[3]) {
-    int64_t n = o->seats_per_session;
-    if (n <= 0) return 0;
-    if (o->price > 0) {
-        b[0] = (struct store_block){"R", o->price, 1, n};
-        return 1;
-    }
-    int64_t vip = n / 5 > 0 ? n / 5 : 1;
-    int64_t r = vip + n * 3 / 10 < n ? vip + n * 3 / 10 : n;
-    size_t k = 0;
-    b[k++] = (struct store_block){"VIP", 150000, 1, vip};
-    if (r > vip) b[k++] = (struct store_block){"R", 120000, vip + 1, r};
-    if (n > r) b[k++] = (struct store_block){"S", 90000, r + 1, n};
-    return k;
-}
-
 static int seed_concerts(struct conn *c, const struct store_seed *o) {
     struct store_block b[3];
-    size_t nb = seed_blocks(o, b);
+    size_t nb = store_seed_blocks(o, b);
     int64_t base = 0;
     int err = query_int(c, ST_MAX_CONCERT, 0, NULL, &base);
     for (int64_t i = 1; err == 0 && i <= o->concerts; i++) {
         int64_t id = base + i;
         char title[32];
         snprintf(title, sizeof(title), "Concert %lld", (long long)id);
-        size_t nv = sizeof(SEED_VENUES) / sizeof(SEED_VENUES[0]);
-        err = add_concert(c, id, title, SEED_VENUES[(size_t)(id - 1) % nv], NULL);
+        err = add_concert(c, id, title, store_seed_venue(id), NULL);
         for (int64_t k = 0; err == 0 && k < o->sessions_per_concert; k++)
             err = add_session(c, id, SEED_FIRST_START_MS + k * DAY_MS, b, nb);
     }

@@ -50,13 +50,6 @@
 
 #define MOD "store"
 
-static const char *const RES_STATUS[] = {
-    [STORE_RES_HELD] = "HELD",           [STORE_RES_PAYMENT_PENDING] = "PAYMENT_PENDING",
-    [STORE_RES_CONFIRMED] = "CONFIRMED", [STORE_RES_CANCELLED] = "CANCELLED",
-    [STORE_RES_EXPIRED] = "EXPIRED",
-};
-#define NRES_STATUS (sizeof(RES_STATUS) / sizeof(RES_STATUS[0]))
-
 /* ---- SQL ------------------------------------------------------------------ */
 
 static const char SQL_USER_ENSURE[] = "INSERT INTO users (id, balance, created_at)"
@@ -147,12 +140,6 @@ static int ints_changes(struct conn *c, const char *sql, int n, const int64_t *v
     return st ? exec_changes(c, st, sql, changes) : ERR_IO;
 }
 
-static int status_of(const unsigned char *text) {
-    for (size_t i = 0; text && i < NRES_STATUS; i++)
-        if (strcmp((const char *)text, RES_STATUS[i]) == 0) return (int)i;
-    return -1;
-}
-
 /* Errors that are an answer to the request rather than a failure of the store. */
 static int is_business(int err) {
     return err == ERR_NOT_FOUND || err == ERR_FORBIDDEN || err == ERR_CONFLICT ||
@@ -208,7 +195,7 @@ static int read_res(struct conn *c, int64_t id, struct store_reservation *r) {
         r->id = sqlite3_column_int64(st, 0);
         r->user_id = sqlite3_column_int64(st, 1);
         r->session_id = sqlite3_column_int64(st, 2);
-        r->status = status_of(sqlite3_column_text(st, 3));
+        r->status = store_res_status_of((const char *)sqlite3_column_text(st, 3));
         r->total_price = sqlite3_column_int64(st, 4);
         r->created_at_ms = sqlite3_column_int64(st, 5);
         r->expires_at_ms = sqlite3_column_int64(st, 6);
@@ -245,7 +232,7 @@ static int set_res_status(struct conn *c, int64_t id, int status, int64_t now) {
     int64_t v[2] = {id, now};
     sqlite3_stmt *st = bound(c, SQL_SET_RES_STATUS, 2, v);
     if (!st) return ERR_IO;
-    bind_text(st, 3, RES_STATUS[status]);
+    bind_text(st, 3, store_res_status_name(status));
     return sq_exec_st(c, st, "reservation_status");
 }
 
@@ -679,16 +666,6 @@ static const char SQL_CARD_LIST[] =
     " FROM payments WHERE status = 'PENDING' AND method = 'card' AND created_at < ?1"
     " ORDER BY updated_at, id LIMIT ?2";
 
-static const char *const PAY_STATUS[] = {[STORE_PAY_PENDING] = "PENDING",
-                                         [STORE_PAY_COMPLETED] = "COMPLETED",
-                                         [STORE_PAY_FAILED] = "FAILED"};
-
-static int pay_status_of(const unsigned char *text) {
-    for (size_t i = 0; text && i < sizeof(PAY_STATUS) / sizeof(PAY_STATUS[0]); i++)
-        if (strcmp((const char *)text, PAY_STATUS[i]) == 0) return (int)i;
-    return -1;
-}
-
 /* The reservation's PENDING attempt into c; ERR_NOT_FOUND when there is none. */
 static int card_read_pending(struct conn *c, struct store_card *k) {
     sqlite3_stmt *st = bound(c, SQL_CARD_PENDING_OF, 1, &k->reservation_id);
@@ -753,7 +730,7 @@ static int card_read(struct conn *c, struct store_card_settle *x) {
         x->out.user_id = sqlite3_column_int64(st, 1);
         x->out.amount = sqlite3_column_int64(st, 2);
         x->out.method = "card";
-        x->status = pay_status_of(sqlite3_column_text(st, 3));
+        x->status = store_pay_status_of((const char *)sqlite3_column_text(st, 3));
         if (x->status < 0) err = ERR_INTERNAL;
     } else {
         err = rc == SQLITE_DONE ? ERR_NOT_FOUND : sq_fail(c, "card_get", rc);
@@ -775,7 +752,7 @@ static int card_settle_op(struct conn *c, void *arg) {
     int64_t v[2] = {x->payment_id, x->now_ms};
     sqlite3_stmt *st = bound(c, SQL_CARD_SET, 2, v);
     if (!st) return ERR_IO;
-    bind_text(st, 3, PAY_STATUS[to]);
+    bind_text(st, 3, store_pay_status_name(to));
     if (x->approved && x->charge_id)
         bind_text(st, 4, x->charge_id);
     else

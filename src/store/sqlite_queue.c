@@ -51,18 +51,6 @@ static const char SQL_SEED_TOKENS[] =
     " ON CONFLICT (token) DO UPDATE SET status = 'ACTIVATED',"
     " activated_at = excluded.activated_at, expires_at = excluded.expires_at";
 
-static const char *const STATE_NAME[] = {
-    [STORE_TOKEN_WAITING] = "WAITING",
-    [STORE_TOKEN_ACTIVATED] = "ACTIVATED",
-    [STORE_TOKEN_EXPIRED] = "EXPIRED",
-};
-
-static int state_of(const unsigned char *name) {
-    for (int s = STORE_TOKEN_WAITING; s <= STORE_TOKEN_EXPIRED; s++)
-        if (name && strcmp((const char *)name, STATE_NAME[s]) == 0) return s;
-    return 0;
-}
-
 static void bind_opt(sqlite3_stmt *st, int i, int64_t v) {
     if (v > 0)
         sqlite3_bind_int64(st, i, v);
@@ -84,7 +72,7 @@ static int save_one(struct conn *c, const struct store_token *t) {
     sqlite3_bind_text(st, 1, t->token, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, t->user_id);
     sqlite3_bind_int64(st, 3, t->seq);
-    sqlite3_bind_text(st, 4, STATE_NAME[t->state], -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, store_token_state_name(t->state), -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 5, t->entered_at);
     bind_opt(st, 6, t->activated_at);
     bind_opt(st, 7, t->expires_at);
@@ -122,7 +110,7 @@ int sq_queue_load(struct store *s, store_token_fn each, void *ctx, int64_t *next
             .token = (const char *)sqlite3_column_text(st, 0),
             .user_id = sqlite3_column_int64(st, 1),
             .seq = sqlite3_column_int64(st, 2),
-            .state = state_of(sqlite3_column_text(st, 3)),
+            .state = store_token_state_of((const char *)sqlite3_column_text(st, 3)),
             .entered_at = sqlite3_column_int64(st, 4),
             .activated_at = sqlite3_column_int64(st, 5),
             .expires_at = sqlite3_column_int64(st, 6),

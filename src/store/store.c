@@ -5,7 +5,7 @@
  * to the table below.
  *
  *   sqlite:PATH, sqlite://PATH, or a bare PATH   -> sqlite.c (PATH as given)
- *   postgres://..., postgresql://...             -> pg.c (not built yet)
+ *   postgres://..., postgresql://...             -> pg.c (the whole URL, for libpq)
  *
  * A bare path whose first segment looks like a scheme ("foo:bar.db") is read
  * as a URL; write "./foo:bar.db" or "sqlite:foo:bar.db" instead. */
@@ -25,8 +25,8 @@ struct adapter {
 
 static const struct adapter adapters[] = {
     {"sqlite", "sqlite", store_sqlite_open, 0},
-    {"postgres", "postgres", NULL, 1}, /* NULL: not built yet */
-    {"postgresql", "postgres", NULL, 1},
+    {"postgres", "postgres", store_pg_open, 1},
+    {"postgresql", "postgres", store_pg_open, 1},
 };
 
 /* Length of the URL scheme before ':', or 0 when url does not start with one. */
@@ -57,7 +57,8 @@ int store_open(const char *url, struct store **out, char *errbuf, size_t errlen)
         if (!ad->pass_url && strncmp(target, "//", 2) == 0) target += 2;
         return ad->open(ad->pass_url ? url : target, out, errbuf, errlen);
     }
-    snprintf(errbuf, errlen, "unsupported database URL scheme \"%.*s\" in %s (use sqlite:PATH)",
+    snprintf(errbuf, errlen,
+             "unsupported database URL scheme \"%.*s\" in %s (use sqlite:PATH or postgres://...)",
              (int)n, url, url);
     return ERR_INVALID;
 }

@@ -389,5 +389,24 @@ struct store {
  * Does not migrate. Returns 0 and sets *out, or a negative enum err with errbuf set. */
 int store_open(const char *url, struct store **out, char *errbuf, size_t errlen);
 
+/* The demo layout of `concertd seed`, shared by the adapters (seed.c): the
+ * venue of demo concert concert_id, and the seat blocks of each session (by
+ * grade when o->price is 0: first 20 %, at least one, VIP; next 30 % R; the
+ * rest S; else all R at o->price); returns how many of b it filled. */
+const char *store_seed_venue(int64_t concert_id);
+size_t store_seed_blocks(const struct store_seed *o, struct store_block b[3]);
+
+/* The text the adapters store for reservation and payment statuses and
+ * token states (status.c): name ("" when out of range) and back (-1, or 0
+ * for tokens, when unknown). */
+const char *store_res_status_name(int status);
+int store_res_status_of(const char *text);
+const char *store_pay_status_name(int status);
+int store_pay_status_of(const char *text);
+const char *store_token_state_name(int state);
+int store_token_state_of(const char *text);
+
 /* Adapter constructors, called by store_open(). */
 int store_sqlite_open(const char *path, struct store **out, char *errbuf, size_t errlen);
+/* url: a libpq connection URI (postgres://user@host:port/db?...). */
+int store_pg_open(const char *url, struct store **out, char *errbuf, size_t errlen);

@@ -133,9 +133,25 @@ def db(path):
 
 
 def rows(path, sql, *args):
+    """Rows of sql on a database: a SQLite file path, or a pgcluster.PgDatabase."""
+    if hasattr(path, "rows"):
+        return path.rows(sql, *args)
     con = db(path)
     try:
         return [tuple(r) for r in con.execute(sql, args)]
+    finally:
+        con.close()
+
+
+def execute(path, sql, *args):
+    """Runs one writing statement and commits it; returns the rows it returns
+    (RETURNING). path: a SQLite file path, or a pgcluster.PgDatabase."""
+    if hasattr(path, "rows"):
+        return path.rows(sql, *args)
+    con = db(path)
+    try:
+        with con:
+            return [tuple(r) for r in con.execute(sql, args)]
     finally:
         con.close()
 
@@ -158,7 +174,8 @@ INVARIANTS = {
     "every seat of a live reservation is taken by it (no seat in two live holds)":
         "SELECT rs.reservation_id FROM reservation_seats rs"
         " JOIN reservations r ON r.id = rs.reservation_id JOIN seats st ON st.id = rs.seat_id"
-        " WHERE r.status IN ('HELD', 'PAYMENT_PENDING', 'CONFIRMED') AND (st.reservation_id IS NOT r.id"
+        " WHERE r.status IN ('HELD', 'PAYMENT_PENDING', 'CONFIRMED')"
+        " AND (st.reservation_id IS DISTINCT FROM r.id"
         " OR st.status <> CASE r.status WHEN 'CONFIRMED' THEN 2 ELSE 1 END)",
     "a PAYMENT_PENDING reservation has exactly one PENDING payment, and vice versa":
         "SELECT r.id FROM reservations r WHERE (r.status = 'PAYMENT_PENDING') <>"

@@ -12,6 +12,11 @@ process backed by a throwaway SQLite file seeded with `concertd seed`.
         srv = server(seed=["--price", "5000"], args=["--max-body", "1024"],
                      env={"CONCERT_WORKERS": "2"})
 
+Store: `--store pg` (or CONCERTD_TEST_STORE=pg) runs every server of the
+suite on a throwaway PostgreSQL cluster (pgcluster.py) instead of SQLite:
+each factory server gets a fresh database and srv.db_path is then a
+pgcluster.PgDatabase (booking_util.rows() queries either).
+
 Environment:
     CONCERTD_BIN        the binary (default <repo>/build/release/concertd)
     CONCERTD_LOG_LEVEL  --log-level passed to serve (default warn)
@@ -346,11 +351,16 @@ def thread_dump(pid):
         return f"(gdb failed: {e})"
 
 
+def db_url(db):
+    """The --db URL of a database: a SQLite file path or a pgcluster.PgDatabase."""
+    return db.url if hasattr(db, "url") else f"sqlite:{db}"
+
+
 class Server:
     def __init__(self, workdir, db_path, args, env):
         self.workdir = Path(workdir)
-        self.db_path = Path(db_path)
-        self.db_url = f"sqlite:{self.db_path}"
+        self.db_path = db_path if hasattr(db_path, "url") else Path(db_path)
+        self.db_url = db_url(self.db_path)
         self.args = list(args)
         self.env = dict(env or {})
         self.proc = None
@@ -495,6 +505,9 @@ class Server:
         assert r.status == 200 and r.json == {"status": "ok"}, f"/health/live {what}: {r!r}"
 
 
+PG_CLUSTER = None  # with --store pg: the session's PgCluster (fixture pg_store_backend)
+
+
 QUEUE_MODE = os.environ.get("CONCERT_TEST_QUEUE", "local")
 if QUEUE_MODE not in ("local", "redis"):
     raise RuntimeError(f"CONCERT_TEST_QUEUE={QUEUE_MODE!r}: want local or redis")
@@ -511,7 +524,8 @@ def queue_env(db):
         from redis_util import RedisServer  # imports this module: not at the top
         import tempfile
         _session_redis = RedisServer(Path(tempfile.mkdtemp(prefix="concert-redis-"))).start()
-    prefix = "t" + hashlib.sha1(str(Path(db).resolve()).encode()).hexdigest()[:12] + ":"
+    key = db.url if hasattr(db, "url") else str(Path(db).resolve())  # a PG database or a file
+    prefix = "t" + hashlib.sha1(key.encode()).hexdigest()[:12] + ":"
     return {"CONCERT_QUEUE": _session_redis.url, "CONCERT_QUEUE_PREFIX": prefix}
 
 
@@ -522,10 +536,21 @@ def pytest_sessionfinish(session, exitstatus):
 
 
 class ServerFactory:
-    def __init__(self, tmp_dir):
+    def __init__(self, tmp_dir, pg=DEFAULT):
         self.tmp_dir = Path(tmp_dir)
         self.servers = []
         self.n = 0
+        # a started pgcluster.PgCluster: new databases are made there
+        self.pg = PG_CLUSTER if pg is DEFAULT else pg
+        self.databases = []
+
+    def new_db(self, workdir):
+        """A fresh database: a SQLite file path, or a new PostgreSQL database."""
+        if self.pg is None:
+            return workdir / "concert.db"
+        db = self.pg.new_database()
+        self.databases.append(db)
+        return db
 
     def __call__(self, seed=(), args=(), env=None, db_path=None, do_seed=True, tokens=True):
         """Seeds a fresh DB (`concertd seed` + seed args; skipped when
@@ -536,13 +561,16 @@ class ServerFactory:
         self.n += 1
         workdir = self.tmp_dir / f"srv{self.n}"
         workdir.mkdir(parents=True, exist_ok=True)
-        db = Path(db_path) if db_path else workdir / "concert.db"
+        if db_path is None:
+            db = self.new_db(workdir)
+        else:
+            db = db_path if hasattr(db_path, "url") else Path(db_path)
         qenv = queue_env(db)
         if do_seed and seed is not None:
-            run_cli("seed", "--db", f"sqlite:{db}", *(token_seed_args(seed) if tokens else seed),
+            run_cli("seed", "--db", db_url(db), *(token_seed_args(seed) if tokens else seed),
                     env=qenv, check=True)
         elif tokens:
-            run_cli("seed", "--db", f"sqlite:{db}", "--concerts", "0",
+            run_cli("seed", "--db", db_url(db), "--concerts", "0",
                     *token_seed_args([]), env=qenv, check=True)
         srv = Server(workdir, db, args, {**qenv, **(env or {})})
         self.servers.append(srv)
@@ -555,8 +583,39 @@ class ServerFactory:
                 srv.check_teardown()
             except BaseException as e:  # report every server, not just the first
                 errors.append(e)
+        for db in self.databases:
+            self.pg.drop_database(db)
         if errors:
             raise errors[0]
+
+
+def store_mode(config):
+    return config.getoption("--store")
+
+
+@pytest.fixture(scope="session")
+def pg_cluster(request):
+    """The session's throwaway PostgreSQL cluster (pgcluster.py), migrated
+    template included; stopped and deleted at the end."""
+    from pgcluster import PgCluster
+    cluster = PgCluster(require_binary())
+    try:
+        cluster.start()
+        cluster.migrate_template()
+        yield cluster
+    finally:
+        cluster.destroy()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def pg_store_backend(request):
+    """With --store pg, every ServerFactory makes its databases in the
+    session's cluster (see the module docstring)."""
+    global PG_CLUSTER
+    if store_mode(request.config) == "pg":
+        PG_CLUSTER = request.getfixturevalue("pg_cluster")
+    yield
+    PG_CLUSTER = None
 
 
 @pytest.fixture
@@ -575,6 +634,12 @@ def shared_server(tmp_path_factory):
     srv = f()
     yield srv
     f.teardown()
+
+
+def pytest_addoption(parser):
+    parser.addoption("--store", choices=("sqlite", "pg"),
+                     default=os.environ.get("CONCERTD_TEST_STORE", "sqlite"),
+                     help="backend of the servers the factory starts (default sqlite)")
 
 
 @pytest.fixture

@@ -5,10 +5,10 @@ Default seed: 3 concerts x 4 sessions x 50 seats; grades by seat number:
 1-10 VIP 150000, 11-25 R 120000, 26-50 S 90000; session k of a concert starts
 2027-01-01T10:00:00Z + k days."""
 
-import sqlite3
 
 import pytest
 
+from booking_util import execute, rows
 from conftest import assert_error, assert_json_ct, assert_ok_json
 
 SEATS = 50
@@ -217,29 +217,25 @@ RESERVATION_STATUS = {"HELD": "HELD", "SOLD": "CONFIRMED"}
 def set_status(db, session_id, numbers, status):
     """Takes seats behind the server's back the way a hold or a sale leaves
     them: a reservation row owning the seats, seats.status 1 (held) or 2
-    (sold), and the session's available_seats counter kept in step."""
-    con = sqlite3.connect(db, timeout=10)
-    try:
-        con.execute("PRAGMA foreign_keys = ON")
-        with con:
-            con.execute("INSERT OR IGNORE INTO users (id, balance, created_at) VALUES (1, 0, 0)")
-            rid = con.execute(
-                "INSERT INTO reservations (user_id, session_id, status, total_price, created_at,"
-                " expires_at, updated_at) VALUES (1, ?, ?, 0, 0, 4102444800000, 0)",
-                (session_id, RESERVATION_STATUS[status])).lastrowid
-            q = ",".join("?" * len(numbers))
-            ids = [r[0] for r in con.execute(
-                f"SELECT id FROM seats WHERE session_id = ? AND status = 0 AND seat_number IN ({q})",
-                (session_id, *numbers))]
-            assert len(ids) == len(numbers), f"seats {numbers} of session {session_id} not all free"
-            con.executemany("INSERT INTO reservation_seats (reservation_id, seat_id) VALUES (?, ?)",
-                            [(rid, i) for i in ids])
-            con.executemany("UPDATE seats SET status = ?, reservation_id = ? WHERE id = ?",
-                            [(SEAT_STATUS[status], rid, i) for i in ids])
-            con.execute("UPDATE sessions SET available_seats = available_seats - ? WHERE id = ?",
-                        (len(ids), session_id))
-    finally:
-        con.close()
+    (sold), and the session's available_seats counter kept in step. The
+    server does not touch these seats meanwhile, so one statement at a time
+    is enough (and works on SQLite and PostgreSQL alike)."""
+    execute(db, "INSERT INTO users (id, balance, created_at) VALUES (1, 0, 0)"
+            " ON CONFLICT (id) DO NOTHING")
+    rid = execute(db, "INSERT INTO reservations (user_id, session_id, status, total_price,"
+                  " created_at, expires_at, updated_at)"
+                  " VALUES (1, ?, ?, 0, 0, 4102444800000, 0) RETURNING id",
+                  session_id, RESERVATION_STATUS[status])[0][0]
+    q = ",".join("?" * len(numbers))
+    ids = [r[0] for r in rows(db, "SELECT id FROM seats WHERE session_id = ? AND status = 0"
+                              f" AND seat_number IN ({q})", session_id, *numbers)]
+    assert len(ids) == len(numbers), f"seats {numbers} of session {session_id} not all free"
+    for i in ids:
+        execute(db, "INSERT INTO reservation_seats (reservation_id, seat_id) VALUES (?, ?)", rid, i)
+        execute(db, "UPDATE seats SET status = ?, reservation_id = ? WHERE id = ?",
+                SEAT_STATUS[status], rid, i)
+    execute(db, "UPDATE sessions SET available_seats = available_seats - ? WHERE id = ?",
+            len(ids), session_id)
 
 
 def test_sold_and_held_seats_are_not_listed(server):

@@ -11,11 +11,10 @@ tests hold seats, pay, and compare the stream with the outbox table."""
 import json
 import signal
 import time
-from contextlib import closing
 
 import pytest
 
-from booking_util import db, rows, scalar
+from booking_util import execute, rows, scalar
 from conftest import free_port, run_cli
 from redis_util import RedisServer
 from test_outbox import PRICE, paid_reservation, wait_for
@@ -101,8 +100,7 @@ def test_a_redelivered_batch_is_not_appended_twice(server, redis):
     wait_for("all marked published", lambda: unpublished(srv.db_path) == 0)
     assert srv.stop() == 0
     # as after a crash between Redis's acknowledgement and the relay's mark
-    with closing(db(srv.db_path)) as con, con:
-        assert con.execute("UPDATE outbox SET published_at = NULL").rowcount == 3
+    assert len(execute(srv.db_path, "UPDATE outbox SET published_at = NULL RETURNING id")) == 3
     again = serve_with_redis(server, redis, db_path=srv.db_path, do_seed=False)
     paid_reservation(again, 5, 5)
     wait_for("all marked published again", lambda: unpublished(again.db_path) == 0)

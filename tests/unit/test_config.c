@@ -341,7 +341,7 @@ static void test_usage_is_generated_from_table(void **state) {
         "  --max-body SIZE                (env CONCERT_MAX_BODY, default 64KiB) largest request "
         "body (413 above)\n",
         "  --db URL                       (env CONCERT_DB, default sqlite:./concert.db) database "
-        "URL: sqlite:PATH (postgres:// later)\n",
+        "URL: sqlite:PATH or postgres://USER@HOST:PORT/DB\n",
         "(env CONCERT_LOG_LEVEL, default info) log verbosity: debug|info|warn|error|off\n",
         "  --connection-timeout DURATION  (env CONCERT_CONNECTION_TIMEOUT, default 30s)",
         "  --price N ",

@@ -1,0 +1,323 @@
+/* pg_commit.c -- group commit for the PostgreSQL adapter (see pg_write() in
+ * pg_int.h).
+ *
+ * Responsible for turning many concurrent small writes into few durable
+ * commits: writers queue a job and sleep; PG_COMMITTERS committer threads,
+ * each with its own connection, take every queued job (up to PG_BATCH_MAX),
+ * run them in one transaction and wake their writers after its COMMIT. Not
+ * here: what the jobs do (pg_booking.c, pg_queue.c), connections (pg.c).
+ *
+ * Design notes
+ *
+ *   1. Durability. synchronous_commit stays on: COMMIT returns after the
+ *      WAL is flushed. A writer is woken only after the COMMIT of the
+ *      transaction holding its job returned, so a 2xx is sent only for a
+ *      change that is on disk (invariant 3). When the connection dies or a
+ *      COMMIT fails, every job of the batch gets ERR_UNAVAILABLE (503).
+ *   2. Isolation of jobs. Each job runs between SAVEPOINT job and RELEASE
+ *      job; a failed job is rolled back to its savepoint and the batch goes
+ *      on. Unlike SQLite, other transactions run at the same time (the other
+ *      committer, other concertd instances), so jobs are correct under READ
+ *      COMMITTED on their own (see pg_booking.c design note 1): a batch only
+ *      saves commits.
+ *   3. Deadlocks. Two batches may lock rows in opposite orders (batch A's
+ *      job 1 holds a user row that batch B's job 2 wants, and the other way
+ *      round). PostgreSQL aborts one statement; its job is rolled back to
+ *      its savepoint, the batch stops there and commits what ran before
+ *      (releasing its locks), and the victim and the jobs after it go back
+ *      to the head of the queue to run in the next transaction, at most
+ *      PG_JOB_TRIES times in all (then ERR_UNAVAILABLE).
+ *   4. Batching as in sqlite_commit.c: a committer takes whatever is queued
+ *      when it finishes its previous batch; no timers.
+ *   5. Hot rows. Every hold of a session moves that session's
+ *      available_seats counter: one row that all batches would otherwise
+ *      lock from their first hold to their COMMIT, serializing them and
+ *      making deadlock cycles likely. Jobs record their counter changes
+ *      (pg_move_avail); those of the jobs that succeeded are summed per
+ *      session and written right before COMMIT in session id order, so the
+ *      row is locked only for the commit and two batches always take
+ *      counter rows in the same order.
+ *   6. Round trips. Every statement is a round trip to the server, and a
+ *      committer waits for each; the savepoint bookkeeping rides along with
+ *      other statements where it can (run_batch): BEGIN with the first
+ *      SAVEPOINT, RELEASE with the next SAVEPOINT, the counters with COMMIT.
+ *      A job is one round trip plus its own statements. */
+#include <assert.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "core/err.h"
+#include "core/log.h"
+#include "core/xmalloc.h"
+#include "store/pg_int.h"
+
+#define MOD "store"
+#define PG_JOB_TRIES 5
+
+struct pg_job {
+    pg_apply apply;
+    void *arg;
+    int result;
+    int done;
+    int tries;
+    int again; /* rolled back as a deadlock victim (or after one): queue it again */
+    pthread_cond_t cv;
+    struct pg_job *next;
+};
+
+static _Thread_local int on_committer;
+
+int pg_step_begin(struct pgconn *c) {
+    return pg_simple(c, "SAVEPOINT step", "savepoint");
+}
+
+int pg_step_end(struct pgconn *c, int err) {
+    if (err) {
+        int rc = pg_simple(c, "ROLLBACK TO step", "rollback_to");
+        if (rc) return rc;
+    }
+    int rc = pg_simple(c, "RELEASE step", "release");
+    return err ? err : rc;
+}
+
+/* ---- session counters (design note 5) ---------------------------------------- */
+
+static void avail_add(struct pg_avail *a, int64_t session_id, int64_t delta) {
+    for (size_t i = 0; i < a->n; i++)
+        if (a->v[i].session_id == session_id) {
+            a->v[i].delta += delta;
+            return;
+        }
+    if (a->n == a->cap) {
+        a->cap = a->cap ? a->cap * 2 : 16;
+        a->v = xrealloc(a->v, a->cap * sizeof(*a->v));
+    }
+    a->v[a->n].session_id = session_id;
+    a->v[a->n].delta = delta;
+    a->n++;
+}
+
+void pg_move_avail(struct pgconn *c, int64_t session_id, int64_t delta) {
+    avail_add(&c->job_avail, session_id, delta);
+}
+
+static int cmp_session(const void *x, const void *y) {
+    const struct pg_avail_change *a = x, *b = y;
+    return (a->session_id > b->session_id) - (a->session_id < b->session_id);
+}
+
+/* Design notes 5 and 6: the batch's counter changes, in session id order,
+ * and COMMIT, as one simple-protocol query (the values are integers we
+ * format ourselves). On failure the transaction is rolled back. */
+static int commit_batch(struct pgconn *c) {
+    if (PQtransactionStatus(c->db) != PQTRANS_INTRANS) return ERR_IO;
+    struct pg_avail *a = &c->batch_avail;
+    if (a->n > 1) qsort(a->v, a->n, sizeof(*a->v), cmp_session);
+    size_t cap = 16 + a->n * 96, len = 0;
+    char *sql = xmalloc(cap);
+    for (size_t i = 0; i < a->n; i++)
+        if (a->v[i].delta != 0)
+            len +=
+                (size_t)snprintf(sql + len, cap - len,
+                                 "UPDATE sessions SET available_seats = available_seats + %" PRId64
+                                 " WHERE id = %" PRId64 ";",
+                                 a->v[i].delta, a->v[i].session_id);
+    snprintf(sql + len, cap - len, "COMMIT");
+    a->n = 0;
+    int err = pg_simple(c, sql, "commit");
+    free(sql);
+    if (err && PQtransactionStatus(c->db) != PQTRANS_IDLE) pg_simple(c, "ROLLBACK", "rollback");
+    return err;
+}
+
+/* ---- the committer -------------------------------------------------------- */
+
+/* Runs one job inside the open transaction, whose savepoint job is set and
+ * fresh. Sets j->again for a deadlock victim that may run again. Returns 0
+ * when the transaction is still usable; *fresh = 0 when the job's changes
+ * stand on the savepoint (the next job releases and sets it again first). */
+static int run_job(struct pgconn *c, struct pg_job *j, int *fresh) {
+    j->tries++;
+    c->job_avail.n = 0;
+    int r = j->apply(c, j->arg);
+    if (r && pg_retryable(c) && j->tries < PG_JOB_TRIES) j->again = 1;
+    j->result = r;
+    if (r) { /* undo the job; the savepoint stays, fresh again */
+        int err = pg_simple(c, "ROLLBACK TO job", "rollback_to");
+        if (err) return err;
+    } else {
+        for (size_t i = 0; i < c->job_avail.n; i++)
+            avail_add(&c->batch_avail, c->job_avail.v[i].session_id, c->job_avail.v[i].delta);
+    }
+    *fresh = r != 0;
+    return PQtransactionStatus(c->db) == PQTRANS_INTRANS ? 0 : ERR_IO;
+}
+
+/* Design note 6: BEGIN and the first savepoint in one round trip, RELEASE of
+ * a job and the savepoint of the next in one, the counters and COMMIT in
+ * one; a savepoint rolled back to is used again as it is. */
+static void run_batch(struct pgconn *c, struct pg_job *batch) {
+    int err = c ? pg_simple(c, "BEGIN; SAVEPOINT job", "begin") : ERR_UNAVAILABLE;
+    if (c) c->batch_avail.n = 0;
+    int stopped = 0, fresh = 1;
+    for (struct pg_job *j = batch; j; j = j->next) {
+        if (err) {
+            j->result = err;
+        } else if (stopped) {
+            j->again = 1; /* design note 3: after the victim, in the next transaction */
+        } else {
+            if (!fresh) err = pg_simple(c, "RELEASE job; SAVEPOINT job", "savepoint");
+            if (err) {
+                j->result = err;
+                continue;
+            }
+            err = run_job(c, j, &fresh);
+            if (err) j->again = 0;
+            stopped = j->again;
+        }
+    }
+    if (err == 0) err = commit_batch(c);
+    if (err && c && PQtransactionStatus(c->db) != PQTRANS_IDLE)
+        pg_simple(c, "ROLLBACK", "rollback");
+    if (err == 0) return;
+    for (struct pg_job *j = batch; j; j = j->next)
+        if (j->result == 0 && !j->again) j->result = ERR_UNAVAILABLE; /* not committed */
+}
+
+static struct pg_job *take_batch(struct pg_commit *cm) {
+    struct pg_job *first = cm->head, *last = first;
+    size_t n = 1;
+    while (last->next && n < PG_BATCH_MAX) {
+        last = last->next;
+        n++;
+    }
+    cm->head = last->next;
+    if (!cm->head) cm->tail = NULL;
+    last->next = NULL;
+    cm->pending -= n;
+    cm->batches++;
+    cm->jobs += n;
+    return first;
+}
+
+/* Wakes the finished jobs of batch and puts the ones to run again back at
+ * the head of the queue, in order; cm->mu is held. */
+static void finish_batch(struct pg_commit *cm, struct pg_job *batch) {
+    struct pg_job *again = NULL, *last = NULL;
+    for (struct pg_job *j = batch, *next; j; j = next) {
+        next = j->next; /* j lives on its writer's stack: read next first */
+        if (j->again) {
+            j->again = 0;
+            j->next = NULL;
+            if (last)
+                last->next = j;
+            else
+                again = j;
+            last = j;
+            cm->pending++;
+            cm->retries++;
+            continue;
+        }
+        j->done = 1;
+        pthread_cond_signal(&j->cv);
+    }
+    if (!again) return;
+    last->next = cm->head;
+    if (!cm->head) cm->tail = last;
+    cm->head = again;
+    pthread_cond_signal(&cm->wake);
+}
+
+static void *committer_main(void *p) {
+    struct pg_store *ps = p;
+    struct pg_commit *cm = &ps->commit;
+    on_committer = 1;
+    pthread_mutex_lock(&cm->mu);
+    for (;;) {
+        while (!cm->head && !cm->stop) pthread_cond_wait(&cm->wake, &cm->mu);
+        if (!cm->head) break; /* stop, and nothing left to do */
+        struct pg_job *batch = take_batch(cm);
+        pthread_mutex_unlock(&cm->mu);
+        run_batch(pg_conn(&ps->base), batch);
+        pthread_mutex_lock(&cm->mu);
+        finish_batch(cm, batch);
+    }
+    pthread_mutex_unlock(&cm->mu);
+    return NULL;
+}
+
+/* ---- the writers' side ------------------------------------------------------ */
+
+void pg_commit_init(struct pg_store *ps) {
+    struct pg_commit *cm = &ps->commit;
+    pthread_mutex_init(&cm->mu, NULL);
+    pthread_cond_init(&cm->wake, NULL);
+    cm->nthreads = cm->stop = 0;
+    cm->head = cm->tail = NULL;
+    cm->pending = 0;
+    cm->batches = cm->jobs = cm->retries = 0;
+}
+
+/* Starts the committers on first use; cm->mu is held. 0 or ERR_UNAVAILABLE. */
+static int start_committers(struct pg_store *ps) {
+    struct pg_commit *cm = &ps->commit;
+    while (cm->nthreads < PG_COMMITTERS) {
+        if (pthread_create(&cm->threads[cm->nthreads], NULL, committer_main, ps) != 0) {
+            LOG_ERROR(MOD, "op=group_commit msg=\"cannot start a committer thread\"");
+            return cm->nthreads ? 0 : ERR_UNAVAILABLE;
+        }
+        cm->nthreads++;
+    }
+    return 0;
+}
+
+int pg_write(struct pg_store *ps, pg_apply apply, void *arg) {
+    assert(!on_committer); /* a job must not write through the queue it runs in */
+    struct pg_commit *cm = &ps->commit;
+    struct pg_job j = {.apply = apply, .arg = arg};
+    pthread_mutex_lock(&cm->mu);
+    if (cm->stop || start_committers(ps) != 0) {
+        pthread_mutex_unlock(&cm->mu);
+        return ERR_UNAVAILABLE;
+    }
+    pthread_cond_init(&j.cv, NULL);
+    if (cm->tail)
+        cm->tail->next = &j;
+    else
+        cm->head = &j;
+    cm->tail = &j;
+    cm->pending++;
+    pthread_cond_signal(&cm->wake);
+    while (!j.done) pthread_cond_wait(&j.cv, &cm->mu);
+    pthread_mutex_unlock(&cm->mu);
+    pthread_cond_destroy(&j.cv);
+    return j.result;
+}
+
+void pg_commit_stop(struct pg_store *ps) {
+    struct pg_commit *cm = &ps->commit;
+    pthread_mutex_lock(&cm->mu);
+    cm->stop = 1;
+    int n = cm->nthreads;
+    pthread_cond_broadcast(&cm->wake);
+    pthread_mutex_unlock(&cm->mu);
+    for (int i = 0; i < n; i++) pthread_join(cm->threads[i], NULL);
+    pthread_cond_destroy(&cm->wake);
+    pthread_mutex_destroy(&cm->mu);
+}
+
+size_t pg_commit_pending(struct pg_store *ps) {
+    pthread_mutex_lock(&ps->commit.mu);
+    size_t n = ps->commit.pending;
+    pthread_mutex_unlock(&ps->commit.mu);
+    return n;
+}
+
+void pg_commit_totals(struct pg_store *ps, uint64_t *batches, uint64_t *jobs) {
+    pthread_mutex_lock(&ps->commit.mu);
+    if (batches) *batches = ps->commit.batches;
+    if (jobs) *jobs = ps->commit.jobs;
+    pthread_mutex_unlock(&ps->commit.mu);
+}
