@@ -50,6 +50,8 @@
 
 #include "core/err.h"
 #include "core/log.h"
+#include "core/metrics.h"
+#include "core/timeutil.h"
 #include "core/xmalloc.h"
 #include "store/pg_int.h"
 
@@ -240,7 +242,11 @@ static void *committer_main(void *p) {
         if (!cm->head) break; /* stop, and nothing left to do */
         struct pg_job *batch = take_batch(cm);
         pthread_mutex_unlock(&cm->mu);
+        uint64_t n = 0;
+        for (struct pg_job *j = batch; j; j = j->next) n++;
+        int64_t t0 = time_mono_us();
         run_batch(pg_conn(&ps->base), batch);
+        metrics_commit(n, time_mono_us() - t0);
         pthread_mutex_lock(&cm->mu);
         finish_batch(cm, batch);
     }

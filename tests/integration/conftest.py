@@ -524,7 +524,8 @@ def queue_env(db):
         from redis_util import RedisServer  # imports this module: not at the top
         import tempfile
         _session_redis = RedisServer(Path(tempfile.mkdtemp(prefix="concert-redis-"))).start()
-    key = db.url if hasattr(db, "url") else str(Path(db).resolve())  # a PG database or a file
+    # a PG database (emptied and reused: its generation tells the uses apart) or a file
+    key = f"{db.url}#{db.generation}" if hasattr(db, "url") else str(Path(db).resolve())
     prefix = "t" + hashlib.sha1(key.encode()).hexdigest()[:12] + ":"
     return {"CONCERT_QUEUE": _session_redis.url, "CONCERT_QUEUE_PREFIX": prefix}
 

@@ -54,6 +54,9 @@ class PgDatabase:
     def __init__(self, cluster, name):
         self.cluster, self.name = cluster, name
         self.url = cluster.url(name)
+        # Databases are emptied and handed out again; state kept elsewhere
+        # for a database (a Redis key prefix) keys on url + generation.
+        self.generation = 0
 
     def __str__(self):
         return self.url
@@ -168,7 +171,9 @@ class PgCluster:
         """A fresh database with the schema and no rows: one given back
         earlier (emptied) or a new copy of the template."""
         if self.free:
-            return self.free.pop()
+            db = self.free.pop()
+            db.generation += 1
+            return db
         self.n += 1
         name = f"t{os.getpid()}_{self.n}"
         self.admin(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")

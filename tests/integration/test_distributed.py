@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from booking_util import auth, balance, charge, check_invariants, hold, pay, race, rows, scalar
-from conftest import REPO_ROOT, assert_error, assert_ok_json, run_cli, token_seed_args
+from conftest import REPO_ROOT, assert_error, assert_ok_json, queue_env, run_cli, token_seed_args
 
 pytestmark = pytest.mark.distributed
 
@@ -37,7 +37,8 @@ def pg_db(pg_cluster):
 def two_instances(server, db, users, seed=()):
     """Seeds db (users 1..users with ACTIVATED tokens) and starts two
     concertd on it."""
-    run_cli("seed", "--db", db.url, *token_seed_args(["--users", str(users), *seed]), check=True)
+    run_cli("seed", "--db", db.url, *token_seed_args(["--users", str(users), *seed]),
+            env=queue_env(db), check=True)
     a = server(db_path=db, do_seed=False, tokens=False)
     b = server(db_path=db, do_seed=False, tokens=False)
     return a, b
@@ -251,7 +252,10 @@ def test_tokens_entered_and_admitted_at_once_are_all_kept(server, pg_db):
     from concurrent.futures import ThreadPoolExecutor
     args = ["--queue-admit-per-sec", "1000000", "--queue-max-active", "100000",
             "--queue-tick", "10ms"]
-    srv = server(db_path=pg_db, args=args, tokens=False, seed=["--concerts", "0"])
+    # The local queue's tokens in PostgreSQL are the subject, whatever
+    # CONCERT_TEST_QUEUE says.
+    local = {"CONCERT_QUEUE": "local"}
+    srv = server(db_path=pg_db, args=args, tokens=False, seed=["--concerts", "0"], env=local)
     q = "/api/v1/waiting-queues"
     with ThreadPoolExecutor(max_workers=32) as ex:
         got = list(ex.map(lambda u: srv.post(q, {"userId": u}, token=None), range(1, 601)))
@@ -264,5 +268,5 @@ def test_tokens_entered_and_admitted_at_once_are_all_kept(server, pg_db):
     assert srv.stop() == 0
     assert "differ" not in srv.stderr_text(), srv.stderr_text()[-2000:]
     assert scalar(pg_db, "SELECT count(*) FROM waiting_tokens WHERE status = 'ACTIVATED'") == 600
-    again = server(db_path=pg_db, args=args, do_seed=False, tokens=False)
+    again = server(db_path=pg_db, args=args, do_seed=False, tokens=False, env=local)
     assert all(assert_ok_json(again.get(q, token=t))["status"] == "ACTIVATED" for t in tokens)

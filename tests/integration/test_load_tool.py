@@ -11,7 +11,6 @@ import http.server
 import json
 import os
 import shutil
-import sqlite3
 import struct
 import subprocess
 import threading
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from booking_util import scalar
 from conftest import BIN, assert_ok_json
 
 LOAD = Path(os.environ.get("CONCERT_LOAD_BIN", BIN.parent / "concert-load"))
@@ -59,14 +59,13 @@ def assert_clean(d):
 
 
 def db_scalar(srv, sql):
-    with sqlite3.connect(srv.db_path) as c:
-        return c.execute(sql).fetchone()[0]
+    return scalar(srv.db_path, sql)  # SQLite file or PostgreSQL database
 
 
 def assert_no_double_booking(srv):
     assert db_scalar(srv, "SELECT count(*) FROM (SELECT rs.seat_id FROM reservation_seats rs "
                           "JOIN reservations r ON r.id = rs.reservation_id WHERE r.status IN "
-                          "('HELD', 'CONFIRMED') GROUP BY rs.seat_id HAVING count(*) > 1)") == 0
+                          "('HELD', 'CONFIRMED') GROUP BY rs.seat_id HAVING count(*) > 1) AS dup") == 0
     assert db_scalar(srv, "SELECT count(*) FROM users u WHERE balance <> (SELECT "
                           "coalesce(sum(amount), 0) FROM balance_ledger WHERE user_id = u.id)") == 0
 
