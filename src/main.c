@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "api/api.h"
+#include "api/limits.h"
 #include "cli.h"
 #include "core/config.h"
 #include "core/err.h"
@@ -173,7 +174,11 @@ static int serve(const struct config *c) {
         close_all(wr, sweeper, queue, store);
         return 1;
     }
-    struct api_env env = {.store = store, .waitroom = wr, .payments = pay, .cfg = c};
+    struct api_env env = {.store = store,
+                          .waitroom = wr,
+                          .payments = pay,
+                          .cfg = c,
+                          .limits = api_limits_create(c)};
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     struct http_opts o = {
         .listen = c->listen,
@@ -185,10 +190,12 @@ static int serve(const struct config *c) {
         .max_header_bytes = (size_t)c->max_header_bytes,
         .grace_ms = c->shutdown_grace_ms,
         .count_requests = c->metrics != 0,
+        .request_timeout_ms = c->request_timeout_ms,
     };
     struct http_server *http = NULL;
     if (waitroom_start(wr) || http_start(&o, &env, &http, err, sizeof(err))) {
         fprintf(stderr, "concertd: %s\n", http ? "cannot start the waiting-room ticker" : err);
+        api_limits_free(env.limits);
         close_payments(gw, pay, sink, relay);
         close_all(wr, sweeper, queue, store);
         return 1;
@@ -199,6 +206,7 @@ static int serve(const struct config *c) {
     sigwait(&stop, &sig);
     LOG_INFO("main", "signal=%s: shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
     http_stop(http);
+    api_limits_free(env.limits);
     close_payments(gw, pay, sink, relay);
     close_all(wr, sweeper, queue, store);
     LOG_INFO("main", "bye");

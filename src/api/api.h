@@ -21,6 +21,7 @@ struct config;
 struct store;
 struct waitroom;
 struct payments;
+struct api_limits;
 
 /* HTTP methods as bits, so a route can allow several and 405 can list them. */
 enum api_method {
@@ -40,6 +41,7 @@ struct api_env {
     struct waitroom *waitroom;
     struct payments *payments; /* card payments; NULL without --pg-url */
     const struct config *cfg;
+    struct api_limits *limits; /* rate limits (api/limits.h); NULL: none */
 };
 
 #define API_MAX_PARAMS 4
@@ -54,6 +56,7 @@ struct api_req {
     struct arena *arena;
     const struct api_env *env;
     const char *request_id;
+    uint64_t peer; /* the client's address as a rate-limit key (IPv6: its /64); 0 unknown */
 
     /* Installed by http/. Return NULL when absent; a query parameter given
      * without a value ("?limit") reads as "". */

@@ -5,6 +5,8 @@
  * it reads memory through the waitroom service and never touches SQL. */
 #include <string.h>
 
+#include "api/auth.h"
+#include "api/limits.h"
 #include "api/routes.h"
 #include "core/arena.h"
 #include "core/config.h"
@@ -55,6 +57,7 @@ void api_queue_enter(struct api_req *r, struct api_res *w) {
         return;
     }
     json_decref(o);
+    if (api_auth_user(r, w, user) || api_limit(r, w, API_LIMIT_ENTER, user)) return;
     struct waitroom_view v;
     int created = 0;
     int rc = waitroom_enter(r->env->waitroom, user, time_now_ms(), &v, &created);
@@ -81,6 +84,7 @@ void api_queue_status(struct api_req *r, struct api_res *w) {
         api_fail(r, w, rc, NULL);
         return;
     }
+    if (api_auth_user(r, w, v.t.user_id)) return;
     write_view(r, w, 200, &v, 1);
 }
 
@@ -89,6 +93,19 @@ void api_queue_leave(struct api_req *r, struct api_res *w) {
     if (!token || !*token) {
         token_missing(r, w);
         return;
+    }
+    if (r->env->cfg->auth_jwt_secret) { /* whose token it is, before it goes */
+        struct waitroom_view v;
+        int rc = waitroom_status(r->env->waitroom, token, time_now_ms(), &v);
+        if (rc == ERR_NOT_FOUND) {
+            token_invalid(r, w);
+            return;
+        }
+        if (rc) {
+            api_fail(r, w, rc, NULL);
+            return;
+        }
+        if (api_auth_user(r, w, v.t.user_id)) return;
     }
     int rc = waitroom_leave(r->env->waitroom, token, time_now_ms());
     if (rc == ERR_NOT_FOUND) {
@@ -183,6 +200,11 @@ int api_gate_check(struct api_req *r, struct api_res *w, int64_t want_user, int 
     if (rc) {
         api_fail(r, w, rc, NULL);
         return rc;
+    }
+    /* With authentication on, a queue token serves only its owner's JWT. */
+    if (*user > 0 && g != GATE_MISSING && g != GATE_INVALID) {
+        rc = api_auth_user(r, w, *user);
+        if (rc) return rc;
     }
     *verdict = (int)g;
     return 0;
