@@ -777,7 +777,7 @@ static int card_read(struct conn *c, struct store_card_settle *x) {
 
 static int card_settle_op(struct conn *c, void *arg) {
     struct store_card_settle *x = arg;
-    struct store_reservation r;
+    struct store_reservation r = {0}; /* read_res fills it; the analyzer cannot see sq_fail < 0 */
     int err = card_read(c, x);
     if (err == 0) err = read_res(c, x->out.reservation_id, &r);
     if (err) return err;
