@@ -68,55 +68,43 @@ void api_queue_enter(struct api_req *r, struct api_res *w) {
     write_view(r, w, created ? 201 : 200, &v, 0);
 }
 
-void api_queue_status(struct api_req *r, struct api_res *w) {
-    const char *token = r->header(r, TOKEN_HEADER);
-    if (!token || !*token) {
+/* The request's QUEUE-TOKEN, read (and polled) into *v when given and
+ * known, and, with authentication on, the bearer's. Nonzero with the
+ * 401/403/503 written otherwise. */
+static int own_token(struct api_req *r, struct api_res *w, const char **token,
+                     struct waitroom_view *v) {
+    *token = r->header(r, TOKEN_HEADER);
+    if (!*token || !**token) {
         token_missing(r, w);
-        return;
+        return ERR_INVALID;
     }
-    struct waitroom_view v;
-    int rc = waitroom_status(r->env->waitroom, token, time_now_ms(), &v);
-    if (rc == ERR_NOT_FOUND) {
+    int rc = waitroom_status(r->env->waitroom, *token, time_now_ms(), v);
+    if (rc == ERR_NOT_FOUND)
         token_invalid(r, w);
-        return;
-    }
-    if (rc) {
+    else if (rc)
         api_fail(r, w, rc, NULL);
-        return;
-    }
-    if (api_auth_user(r, w, v.t.user_id)) return;
-    write_view(r, w, 200, &v, 1);
+    else
+        rc = api_auth_user(r, w, v->t.user_id);
+    return rc;
+}
+
+void api_queue_status(struct api_req *r, struct api_res *w) {
+    const char *token;
+    struct waitroom_view v;
+    if (own_token(r, w, &token, &v) == 0) write_view(r, w, 200, &v, 1);
 }
 
 void api_queue_leave(struct api_req *r, struct api_res *w) {
-    const char *token = r->header(r, TOKEN_HEADER);
-    if (!token || !*token) {
-        token_missing(r, w);
-        return;
-    }
-    if (r->env->cfg->auth_jwt_secret) { /* whose token it is, before it goes */
-        struct waitroom_view v;
-        int rc = waitroom_status(r->env->waitroom, token, time_now_ms(), &v);
-        if (rc == ERR_NOT_FOUND) {
-            token_invalid(r, w);
-            return;
-        }
-        if (rc) {
-            api_fail(r, w, rc, NULL);
-            return;
-        }
-        if (api_auth_user(r, w, v.t.user_id)) return;
-    }
+    const char *token;
+    struct waitroom_view v;
+    if (own_token(r, w, &token, &v)) return;
     int rc = waitroom_leave(r->env->waitroom, token, time_now_ms());
-    if (rc == ERR_NOT_FOUND) {
-        token_invalid(r, w);
-        return;
-    }
-    if (rc) {
+    if (rc == ERR_NOT_FOUND)
+        token_invalid(r, w); /* it expired between the two calls */
+    else if (rc)
         api_fail(r, w, rc, NULL);
-        return;
-    }
-    api_json(w, 204, "", 0);
+    else
+        api_json(w, 204, "", 0);
 }
 
 static void write_stats(struct api_req *r, struct api_res *w) {
