@@ -4,8 +4,9 @@
 # Other users poll the waiting room, paced (bench/qpoll.c poll: VICTIMS
 # tokens, each polled every second, latency counted from when each poll
 # was due). Their p99 is measured twice in the same run on the same
-# server: alone (the reference), and while one user floods seat holds as
-# fast as wrk can send (bench/lua/flood_hold.lua, -t1 -c$FLOOD_CONNS).
+# server, after a 3 s warm-up: alone (the reference), and while one user
+# floods seat holds as fast as wrk can send (bench/lua/flood_hold.lua,
+# -t1 -c$FLOOD_CONNS).
 # Target: the flood at most doubles the others' p99.
 #
 # The same two measurements are then repeated with the limits off
@@ -47,6 +48,8 @@ measure() {
     --queue-waiting-idle 1h "$@"
   "$WORK/qpoll" enter 127.0.0.1 "$CPORT" 100 "$VICTIMS" 16 "$WORK/$name.tokens" \
     >"$WORK/$name.enter" || die "enter failed: $(cat "$WORK/$name.enter")"
+  "$WORK/qpoll" poll 127.0.0.1 "$CPORT" "$WORK/$name.tokens" 64 1000 3 >/dev/null ||
+    die "warm-up poll failed"
   say "$name: paced poll alone, ${POLL_SECS}s"
   "$WORK/qpoll" poll 127.0.0.1 "$CPORT" "$WORK/$name.tokens" 64 1000 "$POLL_SECS" \
     >"$WORK/$name.base" || die "poll failed"
