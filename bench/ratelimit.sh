@@ -5,8 +5,9 @@
 # tokens, each polled every second, latency counted from when each poll
 # was due). Their p99 is measured twice in the same run on the same
 # server, after a 3 s warm-up: alone (the reference), and while one user
-# floods seat holds as fast as wrk can send (bench/lua/flood_hold.lua,
-# -t1 -c$FLOOD_CONNS).
+# floods seat holds at FLOOD_RATE requests a second (bench/lua/flood_hold.lua,
+# wrk -t1 -c$FLOOD_CONNS, each connection pausing between requests; the
+# rate is the attacker's, not paced by how fast concertd refuses).
 # Target: the flood at most doubles the others' p99.
 #
 # The same two measurements are then repeated with the limits off
@@ -16,6 +17,7 @@
 #   BENCH_VICTIMS      users polling                       [2000]
 #   BENCH_POLL_SECS    each measurement                    [10]
 #   BENCH_FLOOD_CONNS  connections of the flood            [32]
+#   BENCH_FLOOD_RATE   flood requests a second (at most)   [5000]
 #   BENCH_STRICT=1     exit 2 when the target FAILs        [report only]
 #   BENCH_KEEP=1       keep the temp dir
 #   CONCERTD_BIN       binary to measure    [build/release/concertd, built if needed]
@@ -27,6 +29,8 @@ BENCH_NAME=ratelimit
 VICTIMS=${BENCH_VICTIMS:-2000}
 POLL_SECS=${BENCH_POLL_SECS:-10}
 FLOOD_CONNS=${BENCH_FLOOD_CONNS:-32}
+FLOOD_RATE=${BENCH_FLOOD_RATE:-5000}
+FLOOD_DELAY=$((FLOOD_CONNS * 1000 / FLOOD_RATE))
 
 cc -O2 -Wall -o "$WORK/qpoll" "$ROOT/bench/qpoll.c" || die "cannot build bench/qpoll.c"
 "$BIN" seed --db "sqlite:$WORK/seed.db" --users 1 --active-tokens 'queue_token_{n}' \
@@ -55,7 +59,7 @@ measure() {
     >"$WORK/$name.base" || die "poll failed"
   say "$name: paced poll beside the flood, ${POLL_SECS}s"
   wrk -t1 -c"$FLOOD_CONNS" -d"$((POLL_SECS + 2))s" -s "$ROOT/bench/lua/flood_hold.lua" \
-    "$C" -- queue_token_1 50 >"$WORK/$name.wrk" 2>&1 &
+    "$C" -- queue_token_1 50 "$FLOOD_DELAY" >"$WORK/$name.wrk" 2>&1 &
   local wpid=$!
   track "$wpid"
   sleep 1
@@ -74,7 +78,8 @@ measure off --limit-hold-user 0 --max-live-holds 0
 report() {
   local m base flood b99 f99 rps
   echo "ratelimit: $VICTIMS users polling every 1 s over 64 connections, ${POLL_SECS}s each;"
-  echo "flood: one user holding seats with wrk -t1 -c$FLOOD_CONNS; $(nproc) cores, $(date -u +%FT%TZ)"
+  echo "flood: one user holding seats, wrk -t1 -c$FLOOD_CONNS, ${FLOOD_DELAY} ms between a connection's requests (<= $FLOOD_RATE/s)"
+  echo "$(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) at the end, $(date -u +%FT%TZ)"
   echo "$("$BIN" --version 2>&1 | head -1)"
   echo
   printf '%-12s %12s %12s %12s %8s %12s %10s\n' limits "p99 alone" "p99 flood" "flood/alone" \
