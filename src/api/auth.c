@@ -4,7 +4,9 @@
  * is the HMAC-SHA256 of the secret; an "exp" claim (NumericDate, seconds)
  * in the future; no "nbf" in the future; "sub" the user id as a decimal
  * string (or a JSON integer). Anything else is refused: in particular alg
- * "none" and every other algorithm, whatever libjwt would accept. */
+ * "none" and every other algorithm, whatever libjwt would accept. The alg
+ * is compared exactly (RFC 7515: it is case-sensitive); libjwt 1.10 takes
+ * "Hs256" for HS256 (found by fuzz/fuzz_auth). */
 #include "api/auth.h"
 
 #include <errno.h>
@@ -65,7 +67,8 @@ int api_auth_user(struct api_req *r, struct api_res *w, int64_t user) {
         return refuse(r, w, 401, "AUTH_INVALID", "the bearer token is empty or too long");
     jwt_t *jwt = NULL;
     if (jwt_decode(&jwt, token, (const unsigned char *)secret, (int)strlen(secret)) != 0 || !jwt ||
-        jwt_get_alg(jwt) != JWT_ALG_HS256) {
+        jwt_get_alg(jwt) != JWT_ALG_HS256 || !jwt_get_header(jwt, "alg") ||
+        strcmp(jwt_get_header(jwt, "alg"), "HS256") != 0) {
         jwt_free(jwt);
         return refuse(r, w, 401, "AUTH_INVALID",
                       "the bearer token is not an HS256 JWT signed with this server's secret");

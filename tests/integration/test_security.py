@@ -80,6 +80,8 @@ BAD = {
     "other secret": lambda: (bearer(1, secret="wrong"), "AUTH_INVALID"),
     "alg none": lambda: (bearer(1, alg="none"), "AUTH_INVALID"),
     "HS512": lambda: (bearer(1, alg="HS512"), "AUTH_INVALID"),
+    # RFC 7515: alg is case-sensitive; libjwt 1.10 alone took this for HS256.
+    "alg Hs256": lambda: (bearer(1, header={"alg": "Hs256", "typ": "JWT"}), "AUTH_INVALID"),
     "expired": lambda: (bearer(1, exp_in=-10), "AUTH_EXPIRED"),
     "no exp": lambda: (bearer(1, exp_in=None), "AUTH_INVALID"),
     "not yet valid": lambda: (bearer(1, extra={"nbf": 4102444800}), "AUTH_INVALID"),
