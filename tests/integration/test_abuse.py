@@ -6,7 +6,7 @@ request deadline that cuts slow clients (slowloris)."""
 import socket
 import time
 
-from booking_util import auth, hold, sessions_of, seats_of
+from booking_util import auth, check_invariants, hold, race, rows, sessions_of, seats_of
 from conftest import assert_error, assert_ok_json, read_response
 from security_util import assert_unchanged, state
 
@@ -94,6 +94,20 @@ def test_live_holds_per_user_are_capped(server):
     assert hold(srv, 10, 1, sid, [free[2]]).status == 201  # the cap is per user
     assert srv.delete(f"/api/v1/reservations/{rids[0]}", headers=auth(9)).status == 200
     assert hold(srv, 9, 1, sid, [free[3]]).status == 201  # a cancelled hold frees a place
+
+
+def test_the_cap_holds_under_concurrent_holds(server):
+    """The count is taken inside the hold's transaction: 40 holds of one user
+    at the same instant, on 40 different seats, leave exactly the cap."""
+    srv = server(args=["--max-live-holds", "3", "--limit-hold-user", "0"])
+    sid = sessions_of(srv, 1)[0]["sessionId"]
+    free = [s["seatId"] for s in seats_of(srv, 1, sid)[:40]]
+    results = race(40, lambda i: hold(srv, 12, 1, sid, [free[i]]))
+    got = sorted(r.status for r in results)
+    assert got == [201] * 3 + [409] * 37, got
+    assert all(r.json["error"]["code"] == "TOO_MANY_HOLDS" for r in results if r.status == 409)
+    assert rows(srv.db_path, "SELECT count(*) FROM reservations WHERE user_id = 12")[0][0] == 3
+    check_invariants(srv.db_path)
 
 
 def test_expired_holds_do_not_count_against_the_cap(server):
