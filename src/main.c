@@ -16,6 +16,7 @@
 
 #include "api/api.h"
 #include "api/web.h"
+#include "api/limits.h"
 #include "cli.h"
 #include "core/config.h"
 #include "core/err.h"
@@ -204,7 +205,12 @@ static int serve(const struct config *c) {
         close_all(wr, sweeper, queue, store);
         return 1;
     }
-    struct api_env env = {.store = store, .waitroom = wr, .payments = pay, .cfg = c, .web = web};
+    struct api_env env = {.store = store,
+                          .waitroom = wr,
+                          .payments = pay,
+                          .cfg = c,
+                          .web = web,
+                          .limits = api_limits_create(c)};
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     struct http_opts o = {
         .listen = c->listen,
@@ -218,6 +224,7 @@ static int serve(const struct config *c) {
         .grace_ms = c->shutdown_grace_ms,
         .count_requests = c->metrics != 0,
         .access_log = c->access_log != 0,
+        .request_timeout_ms = c->request_timeout_ms,
     };
     struct http_server *http = NULL;
     if (o.access_log && log_level <= LOG_LEVEL_INFO && log_access_buffer_start())
@@ -225,6 +232,7 @@ static int serve(const struct config *c) {
     if (waitroom_start(wr) || http_start(&o, &env, &http, err, sizeof(err))) {
         log_access_buffer_stop();
         fprintf(stderr, "concertd: %s\n", http ? "cannot start the waiting-room ticker" : err);
+        api_limits_free(env.limits);
         close_payments(gw, pay, sink, relay);
         close_all(wr, sweeper, queue, store);
         web_free(web);
@@ -239,6 +247,7 @@ static int serve(const struct config *c) {
     http_stop(http);
     log_access_buffer_stop(); /* every request has been answered: their lines go out */
     web_free(web); /* after the last response: bodies point into it */
+    api_limits_free(env.limits);
     close_payments(gw, pay, sink, relay);
     close_all(wr, sweeper, queue, store);
     LOG_INFO("main", "bye");

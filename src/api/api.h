@@ -22,6 +22,7 @@ struct store;
 struct waitroom;
 struct payments;
 struct web_site;
+struct api_limits;
 
 /* HTTP methods as bits, so a route can allow several and 405 can list them. */
 enum api_method {
@@ -42,6 +43,7 @@ struct api_env {
     struct payments *payments; /* card payments; NULL without --pg-url */
     const struct config *cfg;
     const struct web_site *web; /* the pages of web/ (api/web.h); NULL: none */
+    struct api_limits *limits; /* rate limits (api/limits.h); NULL: none */
 };
 
 #define API_MAX_PARAMS 4
@@ -57,6 +59,7 @@ struct api_req {
     const struct api_env *env;
     const char *request_id;
     int64_t user_id; /* the caller once a handler knows it (0 = not known), for the access log */
+    uint64_t peer; /* the client's address as a rate-limit key (IPv6: its /64); 0 unknown */
 
     /* Installed by http/. Return NULL when absent; a query parameter given
      * without a value ("?limit") reads as "". */

@@ -10,6 +10,7 @@
  * their own encoder. */
 #include <stdio.h>
 
+#include "api/auth.h"
 #include "api/idempotency.h"
 #include "api/routes.h"
 #include "core/arena.h"
@@ -34,6 +35,7 @@ static void reply_balance(struct api_req *r, struct api_res *w, int64_t uid, int
 }
 
 void api_balance_get(struct api_req *r, struct api_res *w) {
+    if (api_auth_user(r, w, r->params[0])) return;
     api_balance_read(r, w, r->params[0], reply_balance);
 }
 
@@ -74,6 +76,7 @@ static void render_charge(void *ctx, int err, int *status, const char **body, si
 }
 
 void api_balance_charge(struct api_req *r, struct api_res *w) {
+    if (api_auth_user(r, w, r->params[0])) return;
     json_t *o = api_body_object(r, w, charge_keys);
     if (!o) return;
     char err[256] = "";

@@ -26,6 +26,8 @@
  * (waitroom_check_user): 401 TOKEN_MISSING when the user holds none, 403
  * TOKEN_NOT_ACTIVE when it is WAITING or its time is up. The body is
  * decoded before the gate, since it is where the user is named. */
+#include "api/auth.h"
+#include "api/limits.h"
 #include "api/routes.h"
 #include "core/arena.h"
 #include "core/err.h"
@@ -65,7 +67,7 @@ static int caller_of(struct api_req *r, struct api_res *w, int64_t named, int64_
     }
     *user = named ? named : hv;
     r->user_id = *user;
-    return 0;
+    return api_auth_user(r, w, *user);
 }
 
 /* Decodes the body as an object with only the keys allowed and resolves the
@@ -136,6 +138,7 @@ static void classic_token_enter(struct api_req *r, struct api_res *w) {
     json_t *o = body_of(r, w, keys, &user);
     if (!o) return;
     json_decref(o);
+    if (api_limit(r, w, API_LIMIT_ENTER, user)) return;
     struct waitroom_view v;
     int created;
     int rc = waitroom_enter(r->env->waitroom, user, time_now_ms(), &v, &created);
@@ -305,7 +308,7 @@ static void classic_reserve(struct api_req *r, struct api_res *w) {
     if (!o) return;
     int rc = decode_hold(r, w, o, &h);
     json_decref(o);
-    if (rc || gate(r, w, h.user_id)) return;
+    if (rc || gate(r, w, h.user_id) || api_limit(r, w, API_LIMIT_HOLD, h.user_id)) return;
     struct booking_rules b;
     booking_rules_from_config(r->env->cfg, &b);
     struct store_reservation res;

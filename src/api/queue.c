@@ -5,6 +5,8 @@
  * it reads memory through the waitroom service and never touches SQL. */
 #include <string.h>
 
+#include "api/auth.h"
+#include "api/limits.h"
 #include "api/routes.h"
 #include "core/arena.h"
 #include "core/config.h"
@@ -62,6 +64,7 @@ void api_queue_enter(struct api_req *r, struct api_res *w) {
     }
     json_decref(o);
     r->user_id = user;
+    if (api_auth_user(r, w, user) || api_limit(r, w, API_LIMIT_ENTER, user)) return;
     struct waitroom_view v;
     int created = 0;
     int rc = waitroom_enter(r->env->waitroom, user, time_now_ms(), &v, &created);
@@ -72,42 +75,44 @@ void api_queue_enter(struct api_req *r, struct api_res *w) {
     write_view(r, w, created ? 201 : 200, &v, 0);
 }
 
-void api_queue_status(struct api_req *r, struct api_res *w) {
-    const char *token = r->header(r, TOKEN_HEADER);
-    if (!token || !*token) {
+/* The request's QUEUE-TOKEN, read (and polled) into *v when given and
+ * known, and, with authentication on, the bearer's. Nonzero with the
+ * 401/403/503 written otherwise. */
+static int own_token(struct api_req *r, struct api_res *w, const char **token,
+                     struct waitroom_view *v) {
+    *token = r->header(r, TOKEN_HEADER);
+    if (!*token || !**token) {
         token_missing(r, w);
-        return;
+        return ERR_INVALID;
     }
-    struct waitroom_view v;
-    int rc = waitroom_status(r->env->waitroom, token, time_now_ms(), &v);
-    if (rc == ERR_NOT_FOUND) {
+    int rc = waitroom_status(r->env->waitroom, *token, time_now_ms(), v);
+    if (rc == ERR_NOT_FOUND)
         token_invalid(r, w);
-        return;
-    }
-    if (rc) {
+    else if (rc)
         queue_fail(r, w, rc);
-        return;
-    }
-    r->user_id = v.t.user_id;
-    write_view(r, w, 200, &v, 1);
+    else
+        rc = api_auth_user(r, w, v->t.user_id);
+    if (rc == 0) r->user_id = v->t.user_id;
+    return rc;
+}
+
+void api_queue_status(struct api_req *r, struct api_res *w) {
+    const char *token;
+    struct waitroom_view v;
+    if (own_token(r, w, &token, &v) == 0) write_view(r, w, 200, &v, 1);
 }
 
 void api_queue_leave(struct api_req *r, struct api_res *w) {
-    const char *token = r->header(r, TOKEN_HEADER);
-    if (!token || !*token) {
-        token_missing(r, w);
-        return;
-    }
+    const char *token;
+    struct waitroom_view v;
+    if (own_token(r, w, &token, &v)) return;
     int rc = waitroom_leave(r->env->waitroom, token, time_now_ms());
-    if (rc == ERR_NOT_FOUND) {
-        token_invalid(r, w);
-        return;
-    }
-    if (rc) {
+    if (rc == ERR_NOT_FOUND)
+        token_invalid(r, w); /* it expired between the two calls */
+    else if (rc)
         queue_fail(r, w, rc);
-        return;
-    }
-    api_json(w, 204, "", 0);
+    else
+        api_json(w, 204, "", 0);
 }
 
 static void write_stats(struct api_req *r, struct api_res *w) {
@@ -191,6 +196,11 @@ int api_gate_check(struct api_req *r, struct api_res *w, int64_t want_user, int 
     if (rc) {
         queue_fail(r, w, rc);
         return rc;
+    }
+    /* With authentication on, a queue token serves only its owner's JWT. */
+    if (*user > 0 && g != GATE_MISSING && g != GATE_INVALID) {
+        rc = api_auth_user(r, w, *user);
+        if (rc) return rc;
     }
     *verdict = (int)g;
     if (user && *user > 0) r->user_id = *user;

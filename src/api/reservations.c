@@ -10,6 +10,7 @@
  * ACTIVATED QUEUE-TOKEN, and the owner checks follow from it. */
 #include <stdio.h>
 
+#include "api/limits.h"
 #include "api/routes.h"
 #include "core/arena.h"
 #include "core/err.h"
@@ -85,6 +86,11 @@ void api_hold_refused(struct api_req *r, struct api_res *w, int rc, const struct
     } else if (rc == ERR_NOT_FOUND) {
         api_fail(r, w, rc,
                  arena_sprintf(r->arena, "session %lld of concert %lld not found", sid, cid));
+    } else if (rc == ERR_LIMIT) {
+        api_error(r, w, 409, "TOO_MANY_HOLDS",
+                  "user %lld already has %lld live holds, the most allowed; pay for or cancel "
+                  "one first",
+                  (long long)h->user_id, (long long)h->max_live_holds);
     } else if (rc == ERR_CONFLICT) {
         api_error(r, w, 409, "SEAT_UNAVAILABLE", "seat %lld (number %lld) of session %lld is %s",
                   (long long)h->bad_seat_id, (long long)h->bad_seat_number, sid,
@@ -98,7 +104,7 @@ void api_reservation_create(struct api_req *r, struct api_res *w) {
     int64_t caller;
     struct store_hold h = {.concert_id = r->params[0], .session_id = r->params[1]};
     if (api_gate(r, w, 0, &caller) || decode_hold(r, w, &h) ||
-        check_caller(r, w, caller, h.user_id))
+        check_caller(r, w, caller, h.user_id) || api_limit(r, w, API_LIMIT_HOLD, h.user_id))
         return;
     struct booking_rules b;
     booking_rules_from_config(r->env->cfg, &b);

@@ -28,7 +28,8 @@ void api_admin_waiting_room(struct api_req *r, struct api_res *w);
 int api_gate(struct api_req *r, struct api_res *w, int64_t want_user, int64_t *user);
 /* The gate in two steps, for a route that makes an exception: the verdict
  * (and the token's user, 0 when unknown) without answering; nonzero with
- * the 503 written when the queue failed. Then the 401/403 of a verdict. */
+ * the 503 written when the queue failed, or with the 401/403 of api/auth.h
+ * when authentication is on and the token's user is not the bearer's. Then the 401/403 of a verdict. */
 int api_gate_check(struct api_req *r, struct api_res *w, int64_t want_user, int *verdict,
                    int64_t *user);
 void api_gate_refuse(struct api_req *r, struct api_res *w, int verdict);

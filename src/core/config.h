@@ -68,6 +68,17 @@ struct config {
     int64_t pg_breaker_open_ms;      /* how long the breaker stays open */
     const char *events;              /* outbox relay sink "log:PATH"; NULL: no relay */
 
+    /* serve: abuse limits and authentication (docs/security.md) */
+    int64_t request_timeout_ms;  /* a request must arrive within this */
+    int64_t limit_enter_ip;      /* queue entries a second per client address; 0: off */
+    int64_t limit_enter_user;    /* queue entries a second per user; 0: off */
+    int64_t limit_hold_ip;       /* holds a second per client address; 0: off */
+    int64_t limit_hold_user;     /* holds a second per user; 0: off */
+    int64_t limit_burst;         /* bucket size of each of those */
+    int64_t limit_table_size;    /* ids each limiter tracks at once */
+    int64_t max_live_holds;      /* live holds per user; 0: no cap */
+    const char *auth_jwt_secret; /* HS256 secret; NULL: no user authentication */
+
     /* seed */
     int64_t seed_concerts;
     int64_t seed_sessions_per_concert;

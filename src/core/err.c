@@ -17,6 +17,7 @@ const char *err_str(int err) {
     case ERR_IDEMPOTENCY: return "idempotency";
     case ERR_MISMATCH: return "mismatch";
     case ERR_DECLINED: return "declined";
+    case ERR_LIMIT: return "limit";
     }
     return "unknown";
 }

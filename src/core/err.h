@@ -21,6 +21,7 @@ enum err {
     ERR_MISMATCH = -12,     /* a value the caller states differs from the stored one
                                (the amount of a classic payment), 409 */
     ERR_DECLINED = -13,     /* the payment gateway declined a card payment, 402 */
+    ERR_LIMIT = -14,        /* a per-user cap is reached (live holds), 409 */
 };
 
 /* A stable lowercase name for logs ("invalid", "not_found", ...). */

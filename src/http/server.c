@@ -29,16 +29,38 @@
  *   4. libmicrohttpd answers requests whose headers overflow its per-
  *      connection memory pool itself (431, HTML body). The pool is sized at
  *      POOL_FACTOR x max_header_bytes (at least 40 KiB) so every request over
- *      our own limit but under that gets a JSON 431 from us. Pools over
+ *      our own limit but under that gets a JSON 431 from us: each header
+ *      costs libmicrohttpd a record of about 60 bytes besides its text, so
+ *      a flood of tiny headers ("a:" 2,000 times) needs 20x (5x answered
+ *      such floods in HTML). Query parameters cost the same, and a request
+ *      line whose parameters overflow the pool is worse: libmicrohttpd
+ *      0.9.75 logs a 431 but never sends it and leaves the connection
+ *      hanging. So a request line longer than max_header_bytes or with
+ *      more than max_header_bytes / ARG_BYTES parameters is answered by
+ *      on_request_line() itself, before libmicrohttpd parses it: a JSON
+ *      431 written straight to the socket, which is then shut down. Pools over
  *      32 KiB are mmap()ed by libmicrohttpd, so pages a connection never
  *      touches cost nothing: 10,000 polling connections measured 13 KiB
  *      each at 40 KiB, against 31 KiB each with the malloc()ed 32 KiB pool
- *      (bench/queue_poll.sh, RSS). */
+ *      (bench/queue_poll.sh, RSS).
+ *   5. Slow clients: libmicrohttpd's timeout is an idle timeout, which a
+ *      client sending one byte a second never meets (slowloris). So each
+ *      connection's socket has a deadline (deadline[fd], monotonic ms, 0:
+ *      none) by which its request must have arrived whole: request_timeout
+ *      from the connection's start for the first request, from its request
+ *      line for each later one (an idle keep-alive connection has none: the
+ *      idle timeout covers it). A sweeper thread shuts the socket down when
+ *      the deadline passes; libmicrohttpd then closes the connection as if
+ *      the client had. The sweeper and the close notification take
+ *      sweep_mu, and libmicrohttpd calls the notification before it closes
+ *      the socket, so the sweeper never touches a descriptor that was
+ *      closed and reused. */
 #include "http/server.h"
 
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <netdb.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <sys/socket.h>
@@ -61,10 +83,13 @@
 #include "http/router.h"
 
 #define DISCARD_FACTOR 64
-#define POOL_FACTOR 5
+#define POOL_FACTOR 20
+#define ARG_BYTES 16 /* the request line may carry max_header_bytes / ARG_BYTES query parameters */
 #define REQUEST_ID_MAX 64
 #define DRAIN_IDLE_MS 1000
 #define JSON_TYPE "application/json; charset=utf-8"
+#define SWEEP_MS 200
+#define DEADLINE_FDS_MAX (1u << 20)
 
 struct http_server {
     struct MHD_Daemon *d;
@@ -75,6 +100,14 @@ struct http_server {
     int port;
     atomic_long in_flight;
     atomic_int stopping; /* set by http_stop(): responses close their connection */
+    /* Design note 5. */
+    _Atomic int64_t *deadline; /* by socket; NULL without a request timeout */
+    unsigned nfds;             /* its length */
+    atomic_uint max_fd;        /* highest socket seen, bounds the sweep */
+    pthread_mutex_t sweep_mu;
+    pthread_t sweeper;
+    atomic_int sweep_stop;
+    atomic_long cut; /* connections cut by the sweeper */
 };
 
 struct request {
@@ -166,6 +199,136 @@ static void set_request_id(struct request *rq) {
     snprintf(rq->request_id, sizeof(rq->request_id), "%016llx", (unsigned long long)state);
 }
 
+/* ---- slow clients (design note 5) ---------------------------------------- */
+
+static int conn_fd(struct MHD_Connection *conn) {
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    return ci ? (int)ci->connect_fd : -1;
+}
+
+/* Arms (when_ms > 0; only if unarmed unless force) or clears the deadline of conn's socket. */
+static void set_deadline(struct http_server *srv, struct MHD_Connection *conn, int64_t when_ms,
+                         int force) {
+    if (!srv->deadline) return;
+    int fd = conn_fd(conn);
+    if (fd < 0 || (unsigned)fd >= srv->nfds) return;
+    if (when_ms && !force) {
+        int64_t none = 0;
+        atomic_compare_exchange_strong(&srv->deadline[fd], &none, when_ms);
+        return;
+    }
+    atomic_store(&srv->deadline[fd], when_ms);
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code) {
+    (void)socket_context;
+    struct http_server *srv = cls;
+    if (!srv->deadline) return;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        int fd = conn_fd(conn);
+        unsigned seen = atomic_load(&srv->max_fd);
+        while (fd > 0 && (unsigned)fd > seen &&
+               !atomic_compare_exchange_weak(&srv->max_fd, &seen, (unsigned)fd)) {
+        }
+        set_deadline(srv, conn, time_mono_ms() + srv->o.request_timeout_ms, 1);
+        return;
+    }
+    pthread_mutex_lock(&srv->sweep_mu); /* closed: never swept again */
+    set_deadline(srv, conn, 0, 1);
+    pthread_mutex_unlock(&srv->sweep_mu);
+}
+
+/* Design note 4: a request line libmicrohttpd would choke on gets its
+ * JSON 431 here, written to the socket directly (nothing else is being
+ * sent on it: libmicrohttpd reads a request line only once the previous
+ * response is out), and the connection is shut down. */
+static void refuse_request_line(struct http_server *srv, struct MHD_Connection *conn,
+                                size_t len, size_t args) {
+    int fd = conn_fd(conn);
+    if (fd < 0) return;
+    char body[160], msg[320];
+    int bl = snprintf(body, sizeof(body),
+                      "{\"error\":{\"code\":\"HEADERS_TOO_LARGE\",\"message\":\"request line of %zu "
+                      "bytes and %zu query parameters exceeds %zu bytes or %zu parameters\"}}",
+                      len, args, srv->o.max_header_bytes, srv->o.max_header_bytes / ARG_BYTES);
+    int ml = snprintf(msg, sizeof(msg),
+                      "HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: %s\r\n"
+                      "Content-Length: %d\r\nConnection: close\r\n\r\n",
+                      JSON_TYPE, bl);
+    if (bl > 0 && ml > 0 && (size_t)bl < sizeof(body) && (size_t)ml < sizeof(msg)) {
+        (void)!send(fd, msg, (size_t)ml, MSG_NOSIGNAL | MSG_MORE);
+        (void)!send(fd, body, (size_t)bl, MSG_NOSIGNAL);
+    }
+    shutdown(fd, SHUT_RDWR);
+    LOG_DEBUG("http", "refused a request line of %zu bytes, %zu parameters", len, args);
+}
+
+/* libmicrohttpd calls this when a request line has arrived, before it
+ * parses the query; what it returns becomes the request's *con_cls, which
+ * on_request fills itself. */
+static void *on_request_line(void *cls, const char *uri, struct MHD_Connection *conn) {
+    struct http_server *srv = cls;
+    size_t len = strlen(uri), args = 0;
+    const char *q = strchr(uri, '?');
+    for (; q && *q; q++) args += *q == '&' || *q == '?';
+    if (len > srv->o.max_header_bytes || args > srv->o.max_header_bytes / ARG_BYTES) {
+        refuse_request_line(srv, conn, len, args);
+        return NULL;
+    }
+    set_deadline(srv, conn, time_mono_ms() + srv->o.request_timeout_ms, 0);
+    return NULL;
+}
+
+static void *sweep(void *arg) {
+    struct http_server *srv = arg;
+    while (!atomic_load(&srv->sweep_stop)) {
+        struct timespec ts = {0, SWEEP_MS * 1000 * 1000};
+        nanosleep(&ts, NULL);
+        int64_t now = time_mono_ms();
+        unsigned top = atomic_load(&srv->max_fd);
+        for (unsigned fd = 0; fd <= top && fd < srv->nfds; fd++) {
+            int64_t d = atomic_load_explicit(&srv->deadline[fd], memory_order_relaxed);
+            if (!d || d > now) continue;
+            pthread_mutex_lock(&srv->sweep_mu);
+            d = atomic_load(&srv->deadline[fd]);
+            if (d && d <= now) {
+                atomic_store(&srv->deadline[fd], 0);
+                shutdown((int)fd, SHUT_RDWR);
+                atomic_fetch_add(&srv->cut, 1);
+                LOG_DEBUG("http", "cut a slow client fd=%u", fd);
+            }
+            pthread_mutex_unlock(&srv->sweep_mu);
+        }
+    }
+    return NULL;
+}
+
+/* The client's address as a rate-limit key: an IPv4 address (also when
+ * IPv4-mapped) whole, an IPv6 address by its /64, which is what one
+ * subscriber is usually given. Tagged so the two never collide. */
+static uint64_t peer_key(struct MHD_Connection *conn) {
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+    if (!sa) return 0;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)sa;
+        return (UINT64_C(4) << 56) | ntohl(in->sin_addr.s_addr);
+    }
+    if (sa->sa_family != AF_INET6) return 0;
+    const unsigned char *b = ((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr.s6_addr;
+    static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    uint64_t k = 0;
+    if (memcmp(b, mapped, sizeof(mapped)) == 0) {
+        for (int i = 12; i < 16; i++) k = k << 8 | b[i];
+        return (UINT64_C(4) << 56) | k;
+    }
+    for (int i = 0; i < 8; i++) k = k << 8 | b[i];
+    return k ^ (UINT64_C(6) << 56);
+}
+
 static struct request *request_new(struct http_server *srv, struct MHD_Connection *conn,
                                    const char *url, const char *method) {
     struct arena *a = arena_create();
@@ -182,6 +345,7 @@ static struct request *request_new(struct http_server *srv, struct MHD_Connectio
     rq->req.header = get_header;
     rq->req.query = get_query;
     rq->req.transport = conn;
+    rq->req.peer = peer_key(conn);
     set_request_id(rq);
     rq->req.request_id = rq->request_id;
     return rq;
@@ -401,6 +565,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *con_cls = rq;
         rq->answered = begin(rq, url, version);
         if (!rq->refuse_body) return MHD_YES;
+        set_deadline(rq->srv, conn, 0, 1);
         count_in_flight(rq);
         return respond(rq);
     }
@@ -410,6 +575,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return rc ? MHD_NO : MHD_YES;
     }
     if (rq->deferred) return respond(rq); /* resumed: the pool made the answer */
+    set_deadline(rq->srv, conn, 0, 1); /* the request is in whole */
     count_in_flight(rq);
     if (!rq->too_large && !rq->answered && wants_pool(rq)) {
         rq->deferred = 1;
@@ -494,9 +660,10 @@ bad:
     return ERR_INVALID;
 }
 
-static void raise_nofile(unsigned want) {
+/* Raises the open file limit to its hard limit; returns the limit now in force. */
+static unsigned raise_nofile(unsigned want) {
     struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return DEADLINE_FDS_MAX;
     if (rl.rlim_cur < rl.rlim_max) {
         rl.rlim_cur = rl.rlim_max;
         setrlimit(RLIMIT_NOFILE, &rl);
@@ -506,6 +673,7 @@ static void raise_nofile(unsigned want) {
                  "open file limit %llu is below --max-connections %u; connections past it will "
                  "fail. Raise the hard limit (ulimit -Hn, LimitNOFILE=)",
                  (unsigned long long)rl.rlim_cur, want);
+    return rl.rlim_cur < DEADLINE_FDS_MAX ? (unsigned)rl.rlim_cur : DEADLINE_FDS_MAX;
 }
 
 int http_start(const struct http_opts *o, const struct api_env *env, struct http_server **out,
@@ -513,10 +681,15 @@ int http_start(const struct http_opts *o, const struct api_env *env, struct http
     struct sockaddr_storage ss;
     int is_v6 = 0;
     if (parse_listen(o->listen, &ss, &is_v6, errbuf, errlen)) return ERR_INVALID;
-    raise_nofile(o->max_connections);
+    unsigned nofile = raise_nofile(o->max_connections);
 
     struct http_server *srv = xcalloc(1, sizeof(*srv));
     srv->o = *o;
+    if (o->request_timeout_ms > 0) {
+        srv->nfds = nofile;
+        srv->deadline = xcalloc(nofile, sizeof(*srv->deadline));
+        pthread_mutex_init(&srv->sweep_mu, NULL);
+    }
     srv->env = env;
     srv->router = router_create(route_tables);
     const char *patterns[METRICS_ROUTES_MAX];
@@ -543,12 +716,18 @@ int http_start(const struct http_opts *o, const struct api_env *env, struct http
         MHD_OPTION_CONNECTION_TIMEOUT, o->timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT, pool,
         MHD_OPTION_LISTEN_BACKLOG_SIZE, 4096u, MHD_OPTION_STRICT_FOR_CLIENT, 1,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_UNESCAPE_CALLBACK, unescape,
-        NULL, MHD_OPTION_END);
+        NULL, MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv, MHD_OPTION_URI_LOG_CALLBACK,
+        on_request_line, srv, MHD_OPTION_END);
+    if (srv->d && srv->deadline && pthread_create(&srv->sweeper, NULL, sweep, srv) != 0) {
+        MHD_stop_daemon(srv->d);
+        srv->d = NULL;
+    }
     if (!srv->d) {
         snprintf(errbuf, errlen, "cannot listen on %s (address in use or not available?)",
                  o->listen);
         workq_stop(srv->writes);
         router_free(srv->router);
+        free(srv->deadline);
         free(srv);
         return ERR_IO;
     }
@@ -601,11 +780,20 @@ void http_stop(struct http_server *s) {
         nanosleep(&ts, NULL);
     }
     if (n > 0) LOG_WARN("http", "shutdown grace over with %ld request(s) still in flight", n);
+    if (s->deadline) {
+        atomic_store(&s->sweep_stop, 1);
+        pthread_join(s->sweeper, NULL);
+    }
     /* Writes already on the pool finish (the store is still open) and resume
      * their connections before libmicrohttpd closes them: it must not be
      * stopped with a connection still suspended. */
     workq_stop(s->writes);
     MHD_stop_daemon(s->d);
+    if (s->deadline) {
+        pthread_mutex_destroy(&s->sweep_mu);
+        free(s->deadline);
+        LOG_INFO("http", "slow clients cut=%ld", atomic_load(&s->cut));
+    }
     router_free(s->router);
     free(s);
     LOG_INFO("http", "stopped");

@@ -19,6 +19,7 @@ struct http_opts {
     int64_t grace_ms; /* in-flight requests get this long on stop */
     int count_requests; /* observe each request in core/metrics */
     int access_log;     /* one log_access() line per request (at info level) */
+    int64_t request_timeout_ms; /* a request (line, headers, body) must arrive within this; 0: none */
 };
 
 struct http_server;

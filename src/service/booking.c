@@ -54,6 +54,7 @@ void booking_rules_from_config(const struct config *c, struct booking_rules *out
     out->hold_ttl_ms = c->hold_ttl_ms;
     out->max_seats_per_hold = c->max_seats_per_hold;
     out->max_charge = c->max_charge;
+    out->max_live_holds = c->max_live_holds;
 }
 
 const char *booking_status_name(int status) {
@@ -175,6 +176,7 @@ int booking_hold(struct store *s, struct arena *a, const struct booking_rules *b
     }
     h->now_ms = now_ms;
     h->expires_at_ms = now_ms + b->hold_ttl_ms;
+    h->max_live_holds = b->max_live_holds;
     err = s->ops->hold_seats(s, a, h, out);
     if (err == 0) metrics_holds(METRICS_HOLD_CREATED, 1);
     return err;

@@ -28,6 +28,7 @@ struct booking_rules {
     int64_t hold_ttl_ms;
     int64_t max_seats_per_hold;
     int64_t max_charge;
+    int64_t max_live_holds; /* per user; 0: no cap */
 };
 
 void booking_rules_from_config(const struct config *c, struct booking_rules *out);

@@ -64,6 +64,9 @@ static const char SQL_USER_ENSURE[] = "INSERT INTO users (id, balance, created_a
                                       " VALUES ($1, 0, $2) ON CONFLICT (id) DO NOTHING";
 static const char SQL_BALANCE[] = "SELECT balance FROM users WHERE id = $1";
 static const char SQL_BALANCE_LOCK[] = "SELECT balance FROM users WHERE id = $1 FOR UPDATE";
+static const char SQL_LIVE_HOLDS[] =
+    "SELECT count(*) FROM reservations WHERE user_id = $1 AND (status = 'PAYMENT_PENDING' OR "
+    "(status = 'HELD' AND expires_at > $2))";
 /* Statements that belong together are one statement (data-modifying WITH):
  * each statement is a round trip the committer waits for. */
 static const char SQL_MOVE_BALANCE[] =
@@ -419,6 +422,20 @@ static int hold_claim(struct pgconn *c, struct hold_job *j, int64_t total) {
     return err;
 }
 
+/* ERR_LIMIT when the user holds h->max_live_holds live holds already. Under
+ * READ COMMITTED two committers could each count the same holds and both
+ * insert one more, so the user's row is locked first (made if new): holds of
+ * one user then count one after the other, as on SQLite's single writer. */
+static int hold_check_cap(struct pgconn *c, const struct store_hold *h) {
+    if (h->max_live_holds <= 0) return 0;
+    int64_t balance, n = 0, v[2] = {h->user_id, h->now_ms};
+    int err = ensure_user(c, h->user_id, h->now_ms);
+    if (err == 0) err = balance_of(c, SQL_BALANCE_LOCK, h->user_id, &balance);
+    if (err == 0) err = query_ints(c, SQL_LIVE_HOLDS, 2, v, &n, "live_holds");
+    if (err) return err;
+    return n >= h->max_live_holds ? ERR_LIMIT : 0;
+}
+
 static int hold_apply(struct pgconn *c, void *arg) {
     struct hold_job *j = arg;
     struct store_hold *h = j->h;
@@ -426,6 +443,7 @@ static int hold_apply(struct pgconn *c, void *arg) {
     h->bad_seat_status = 0;
     struct seat_row *rows = arena_calloc(j->a, h->nseats, sizeof(*rows));
     int err = hold_read_seats(c, j, rows);
+    if (err == 0) err = hold_check_cap(c, h);
     if (err == 0) err = hold_check_free(c, j, rows);
     int64_t total = 0;
     for (size_t i = 0; err == 0 && i < h->nseats; i++)

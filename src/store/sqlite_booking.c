@@ -92,6 +92,9 @@ static const char SQL_SET_RES_STATUS[] =
     "UPDATE reservations SET status = ?3, updated_at = ?2 WHERE id = ?1";
 static const char SQL_HOLD_EXPIRED[] =
     "SELECT 1 FROM reservations WHERE id = ?1 AND status = 'HELD' AND expires_at <= ?2";
+static const char SQL_LIVE_HOLDS[] =
+    "SELECT count(*) FROM reservations WHERE user_id = ?1 AND (status = 'PAYMENT_PENDING' OR "
+    "(status = 'HELD' AND expires_at > ?2))";
 static const char SQL_ANY_EXPIRED[] =
     "SELECT 1 FROM reservations WHERE status = 'HELD' AND expires_at <= ?1 LIMIT 1";
 static const char SQL_EXPIRED_HOLDS[] =
@@ -353,11 +356,21 @@ static int hold_claim(struct conn *c, struct hold_job *j, int64_t total) {
     return err;
 }
 
+/* ERR_LIMIT when the user holds h->max_live_holds live holds already. */
+static int hold_check_cap(struct conn *c, const struct store_hold *h) {
+    if (h->max_live_holds <= 0) return 0;
+    int64_t v[2] = {h->user_id, h->now_ms}, n = 0;
+    int err = sq_query_int(c, SQL_LIVE_HOLDS, 2, v, &n);
+    if (err) return err;
+    return n >= h->max_live_holds ? ERR_LIMIT : 0;
+}
+
 static int hold_apply(struct conn *c, void *arg) {
     struct hold_job *j = arg;
     struct store_hold *h = j->h;
     struct seat_row *rows = arena_calloc(j->a, h->nseats, sizeof(*rows));
     int err = hold_read_seats(c, j, rows);
+    if (err == 0) err = hold_check_cap(c, h);
     if (err == 0) err = hold_check_free(c, j, rows);
     int64_t total = 0;
     for (size_t i = 0; err == 0 && i < h->nseats; i++)
@@ -741,7 +754,7 @@ static int card_read(struct conn *c, struct store_card_settle *x) {
 
 static int card_settle_op(struct conn *c, void *arg) {
     struct store_card_settle *x = arg;
-    struct store_reservation r;
+    struct store_reservation r = {0}; /* read_res fills it; the analyzer cannot see sq_fail < 0 */
     int err = card_read(c, x);
     if (err == 0) err = read_res(c, x->out.reservation_id, &r);
     if (err) return err;

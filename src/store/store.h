@@ -129,6 +129,10 @@ struct store_hold {
     const int64_t *seat_ids;
     size_t nseats;
     int64_t now_ms, expires_at_ms;
+    /* > 0: ERR_LIMIT, nothing written, when the user already has this many
+     * live holds (HELD and unexpired, or PAYMENT_PENDING). Counted inside
+     * the hold's transaction, so concurrent holds cannot pass it. */
+    int64_t max_live_holds;
     /* Out, with ERR_NOT_FOUND or ERR_CONFLICT: the seat at fault (id 0 when
      * the session itself is not found) and, for a conflict, its status. */
     int64_t bad_seat_id, bad_seat_number;
