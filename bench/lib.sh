@@ -72,15 +72,19 @@ fetch() { # url, out-file, [curl args...]: must be a 200
   [ "$code" = 200 ] || die "GET $url -> $code: $(head -c 300 "$out")"
 }
 
-# start_concertd DB [serve args...]: serve args, then BENCH_SERVE_ARGS; sets
-# CPID, CPORT and C (base URL). DB: a SQLite file path, or a --db URL.
+# start_concertd DB [serve args...]: BENCH_LIMITS, serve args, then
+# BENCH_SERVE_ARGS; sets CPID, CPORT and C (base URL). DB: a SQLite file
+# path, or a --db URL. Benches drive each user far faster than a fan, so the
+# per-user abuse limits are off unless BENCH_LIMITS says otherwise
+# (bench/ratelimit.sh sets it empty: the limits are what it measures).
+BENCH_LIMITS=${BENCH_LIMITS---limit-enter-user 0 --limit-hold-user 0 --max-live-holds 0}
 start_concertd() {
   local db=$1
   shift
   case $db in *://* | sqlite:*) ;; *) db="sqlite:$db" ;; esac
   CPORT=$(free_port)
   # shellcheck disable=SC2086
-  "$BIN" serve --listen "127.0.0.1:$CPORT" --db "$db" --log-level warn "$@" \
+  "$BIN" serve --listen "127.0.0.1:$CPORT" --db "$db" --log-level warn $BENCH_LIMITS "$@" \
     ${BENCH_SERVE_ARGS:-} >"$WORK/concertd.out" 2>"$WORK/concertd.err" &
   CPID=$!
   track "$CPID"

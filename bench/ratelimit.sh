@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # ratelimit.sh -- does a flood from one user hurt everyone else? (issue 11)
 #
-# Other users poll the waiting room, paced (bench/qpoll.c poll: VICTIMS
+# Other users poll the waiting room, paced (concert-load --rate: VICTIMS
 # tokens, each polled every second, latency counted from when each poll
 # was due). Their p99 is measured twice in the same run on the same
 # server, after a 3 s warm-up: alone (the reference), and while one user
@@ -24,6 +24,7 @@
 set -euo pipefail
 
 BENCH_NAME=ratelimit
+BENCH_LIMITS= # the defaults are what is measured (lib.sh turns them off otherwise)
 # shellcheck source=bench/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 VICTIMS=${BENCH_VICTIMS:-2000}
@@ -32,7 +33,6 @@ FLOOD_CONNS=${BENCH_FLOOD_CONNS:-32}
 FLOOD_RATE=${BENCH_FLOOD_RATE:-5000}
 FLOOD_DELAY=$((FLOOD_CONNS * 1000 / FLOOD_RATE))
 
-cc -O2 -Wall -o "$WORK/qpoll" "$ROOT/bench/qpoll.c" || die "cannot build bench/qpoll.c"
 "$BIN" seed --db "sqlite:$WORK/seed.db" --users 1 --active-tokens 'queue_token_{n}' \
   >/dev/null 2>"$WORK/seed.err" || die "seed failed: $(tail -5 "$WORK/seed.err")"
 
@@ -41,30 +41,44 @@ count_429() {
   curl -s "$C/metrics" | awk '/^concertd_http_requests_total/ && /reservations/ && /status="429"/ { n += $NF } END { print n + 0 }'
 }
 
+# poll NAME SECS WHAT: every victim polls once a second for SECS over 64
+# connections; WORK/NAME.WHAT gets the summary line (load_kv).
+poll() {
+  "$LOAD" --target "$C" --scenario get --path /api/v1/waiting-queues --tokens "$WORK/$1.tokens" \
+    --vus "$VICTIMS" --connections 64 --rate "$VICTIMS/s" --duration "$2s" \
+    --json "$WORK/$1.$3.json" >"$WORK/$1.$3.out" 2>&1 || die "poll failed: $(tail -5 "$WORK/$1.$3.out")"
+  load_kv "$WORK/$1.$3.json" >"$WORK/$1.$3"
+}
+
 # measure NAME [serve args...]: a fresh copy of the seed, the victims enter,
 # then a paced poll alone and one beside the flood. Sets NAME_base, NAME_flood
-# (qpoll lines), NAME_wrk (file) and NAME_429.
+# (summary lines), NAME_wrk (file) and NAME_429.
 measure() {
   local name=$1
   shift
   cp "$WORK/seed.db" "$WORK/$name.db"
   start_concertd "$WORK/$name.db" --max-connections-per-ip 0 --queue-max-active 100000 \
     --queue-waiting-idle 1h "$@"
-  "$WORK/qpoll" enter 127.0.0.1 "$CPORT" 100 "$VICTIMS" 16 "$WORK/$name.tokens" \
-    >"$WORK/$name.enter" || die "enter failed: $(cat "$WORK/$name.enter")"
-  "$WORK/qpoll" poll 127.0.0.1 "$CPORT" "$WORK/$name.tokens" 64 1000 3 >/dev/null ||
-    die "warm-up poll failed"
+  "$LOAD" --target "$C" --scenario get --method POST --path /api/v1/waiting-queues \
+    --body '{"userId":{n}}' --vus "$VICTIMS" --connections 16 --iterations 1 \
+    --json "$WORK/$name.enter.json" >"$WORK/$name.enter" 2>&1 \
+    || die "enter failed: $(cat "$WORK/$name.enter")"
+  "$PY" - "$WORK/$name.db" >"$WORK/$name.tokens" <<'PYEOF'
+import sqlite3, sys
+for (t,) in sqlite3.connect(sys.argv[1]).execute(
+        "SELECT token FROM waiting_tokens ORDER BY user_id"):
+    print(t)
+PYEOF
+  poll "$name" 3 warm >/dev/null
   say "$name: paced poll alone, ${POLL_SECS}s"
-  "$WORK/qpoll" poll 127.0.0.1 "$CPORT" "$WORK/$name.tokens" 64 1000 "$POLL_SECS" \
-    >"$WORK/$name.base" || die "poll failed"
+  poll "$name" "$POLL_SECS" base
   say "$name: paced poll beside the flood, ${POLL_SECS}s"
   wrk -t1 -c"$FLOOD_CONNS" -d"$((POLL_SECS + 2))s" -s "$ROOT/bench/lua/flood_hold.lua" \
     "$C" -- queue_token_1 50 "$FLOOD_DELAY" >"$WORK/$name.wrk" 2>&1 &
   local wpid=$!
   track "$wpid"
   sleep 1
-  "$WORK/qpoll" poll 127.0.0.1 "$CPORT" "$WORK/$name.tokens" 64 1000 "$POLL_SECS" \
-    >"$WORK/$name.flood" || die "poll failed"
+  poll "$name" "$POLL_SECS" flood
   wait "$wpid" || die "wrk flood failed: $(cat "$WORK/$name.wrk")"
   kill -0 "$CPID" 2>/dev/null || die "concertd died: $(tail -20 "$WORK/concertd.err")"
   printf -v "${name}_429" '%s' "$(count_429)"
