@@ -127,10 +127,11 @@ static void fill_placeholder(struct web_doc *d, const char *value) {
         o += vlen;
         p = hit + plen;
     }
-    strcpy(o, p);
+    size_t rest = strlen(p);
+    memcpy(o, p, rest + 1); /* the tail and its NUL; the buffer was sized for it */
     free(d->body);
     d->body = out;
-    d->len = strlen(out);
+    d->len = (size_t)(o - out) + rest;
 }
 
 int web_load(const char *root, int64_t max_seats_per_hold, struct web_site **out, char *errbuf,

@@ -576,6 +576,7 @@ static int add_session(struct pgconn *c, int64_t cid, int64_t starts_at,
 /* Inserts a concert; id 0 lets the identity choose. *out receives the id. */
 static int add_concert(struct pgconn *c, int64_t id, const char *title, const char *venue,
                        int64_t *out) {
+    *out = id;
     struct pg_args args = {0};
     if (id > 0) pg_arg_int(&args, id);
     pg_arg_str(&args, title);
@@ -595,7 +596,7 @@ static int seed_concerts(struct pgconn *c, const struct store_seed *o) {
         if (err) break;
         char title[32];
         snprintf(title, sizeof(title), "Concert %" PRId64, id);
-        err = add_concert(c, id, title, store_seed_venue(id), NULL);
+        err = add_concert(c, id, title, store_seed_venue(id), &id);
         for (int64_t k = 0; err == 0 && k < o->sessions_per_concert; k++)
             err = add_session(c, id, SEED_FIRST_START_MS + k * DAY_MS, b, nb);
     }

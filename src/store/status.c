@@ -21,7 +21,7 @@ static const char *const TOKEN_STATE[] = {
     [STORE_TOKEN_ACTIVATED] = "ACTIVATED",
     [STORE_TOKEN_EXPIRED] = "EXPIRED",
 };
-#define COUNT(a) ((int)(sizeof(a) / sizeof(a[0])))
+#define COUNT(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
 static const char *name_of(const char *const *names, int n, int v) {
     return v >= 0 && v < n && names[v] ? names[v] : "";
