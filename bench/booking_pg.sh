@@ -94,17 +94,7 @@ S_FLOW=$(grep '^FLOW' "$WORK/sqlite.wrk" | tail -1)
 P_FLOW=$(grep '^FLOW' "$WORK/pg.wrk" | tail -1)
 
 # Invariants 1, 2 and 4 in the PostgreSQL database after the runs.
-read -r DOUBLE PAID_TWICE LEDGER_BAD SOLD < <("${PSQL[@]}" -d booking -tA -F ' ' -c "SELECT
-  (SELECT count(*) FROM (SELECT rs.seat_id FROM reservation_seats rs JOIN reservations r
-     ON r.id = rs.reservation_id WHERE r.status IN ('HELD', 'CONFIRMED')
-     GROUP BY rs.seat_id HAVING count(*) > 1) d)
-  + (SELECT count(*) FROM seats s LEFT JOIN reservations r ON r.id = s.reservation_id
-     WHERE s.status <> 0 AND (r.id IS NULL OR r.status NOT IN ('HELD', 'CONFIRMED'))),
-  (SELECT count(*) FROM (SELECT reservation_id FROM payments WHERE status = 'COMPLETED'
-     GROUP BY reservation_id HAVING count(*) > 1) p),
-  (SELECT count(*) FROM users u WHERE balance <> (SELECT coalesce(sum(amount), 0)
-     FROM balance_ledger WHERE user_id = u.id)),
-  (SELECT count(*) FROM seats WHERE status = 2)")
+read -r DOUBLE PAID_TWICE LEDGER_BAD SOLD < <(booking_invariants "${PSQL[@]}" -d booking)
 
 # shellcheck disable=SC2317  # called by save_report
 report() {

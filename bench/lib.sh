@@ -6,7 +6,7 @@
 # wait_http, fetch, start_concertd, start_nginx (+ nginx_return), wrk_warm,
 # wrk_measure, wrk_run, wrk_parse, poll_lua, secs, the number helpers ratio/lt/ge/le,
 # verdict (counts $FAILS), save_report and bench_exit; $LOAD (concert-load)
-# and load_kv.
+# and load_kv; booking_invariants (PostgreSQL, after a booking run).
 # The caller sets BENCH_NAME before sourcing.
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -262,4 +262,22 @@ save_report() {
 bench_exit() {
   if [ "$FAILS" -gt 0 ] && [ "${BENCH_STRICT:-0}" = 1 ]; then exit 2; fi
   exit 0
+}
+
+# booking_invariants PSQL...: on a PostgreSQL database after a booking run,
+# prints "DOUBLE PAID_TWICE LEDGER_BAD SOLD": seats in two live reservations
+# (or sold/held without one), reservations paid twice, users whose balance
+# is not their ledger's sum, seats sold. PSQL is the psql command to run.
+booking_invariants() {
+  "$@" -tA -F ' ' -c "SELECT
+  (SELECT count(*) FROM (SELECT rs.seat_id FROM reservation_seats rs JOIN reservations r
+     ON r.id = rs.reservation_id WHERE r.status IN ('HELD', 'CONFIRMED')
+     GROUP BY rs.seat_id HAVING count(*) > 1) d)
+  + (SELECT count(*) FROM seats s LEFT JOIN reservations r ON r.id = s.reservation_id
+     WHERE s.status <> 0 AND (r.id IS NULL OR r.status NOT IN ('HELD', 'CONFIRMED'))),
+  (SELECT count(*) FROM (SELECT reservation_id FROM payments WHERE status = 'COMPLETED'
+     GROUP BY reservation_id HAVING count(*) > 1) p),
+  (SELECT count(*) FROM users u WHERE balance <> (SELECT coalesce(sum(amount), 0)
+     FROM balance_ledger WHERE user_id = u.id)),
+  (SELECT count(*) FROM seats WHERE status = 2)"
 }
