@@ -88,8 +88,6 @@ run() { # name db
 run sqlite "$SQLITE_DB"
 run pg "$PGURL"
 
-read -r S_RPS S_P50 S_P95 S_P99 S_ERR < <(wrk_parse "$WORK/sqlite.wrk")
-read -r P_RPS P_P50 P_P95 P_P99 P_ERR < <(wrk_parse "$WORK/pg.wrk")
 S_FLOW=$(grep '^FLOW' "$WORK/sqlite.wrk" | tail -1)
 P_FLOW=$(grep '^FLOW' "$WORK/pg.wrk" | tail -1)
 
@@ -103,20 +101,11 @@ report() {
   echo "$("$BIN" --version 2>&1 | head -1), $("$PGBIN/postgres" --version)"
   echo "seed: SQLite ${SEED_SQ}s, PostgreSQL ${SEED_PG}s"
   echo
-  printf '%-30s %10s %9s %9s %9s %7s\n' "target" "req/s" "p50 ms" "p95 ms" "p99 ms" "errors"
-  printf '%-30s %10s %9s %9s %9s %7s\n' "concertd on SQLite" "$S_RPS" "$S_P50" "$S_P95" "$S_P99" "$S_ERR"
-  printf '%-30s %10s %9s %9s %9s %7s\n' "concertd on PostgreSQL" "$P_RPS" "$P_P50" "$P_P95" "$P_P99" "$P_ERR"
-  echo
-  echo "ratio PostgreSQL/SQLite: req/s $(ratio "$P_RPS" "$S_RPS")  p95 $(ratio "$P_P95" "$S_P95")  p99 $(ratio "$P_P99" "$S_P99")"
   echo "SQLite:     $S_FLOW"
   echo "PostgreSQL: $P_FLOW; in the database: $SOLD seats sold"
   echo
-  verdict "$(ge "$(ratio "$P_RPS" "$S_RPS")" 0.5 && echo 1)" \
-    "booking flow on PostgreSQL >= 0.5 x on SQLite (got $(ratio "$P_RPS" "$S_RPS"))"
-  verdict "$([ "$DOUBLE" -eq 0 ] && [ "$PAID_TWICE" -eq 0 ] && echo 1)" \
-    "0 double bookings on PostgreSQL (seats in two live reservations: $DOUBLE, paid twice: $PAID_TWICE)"
-  verdict "$([ "$LEDGER_BAD" -eq 0 ] && echo 1)" "every balance equals its ledger ($LEDGER_BAD users off)"
-  verdict "$([ "$P_ERR" -eq 0 ] && echo 1)" "concertd on PostgreSQL answered every request with 2xx ($P_ERR errors)"
+  booking_compare "concertd on SQLite" "$WORK/sqlite.wrk" "concertd on PostgreSQL" "$WORK/pg.wrk" \
+    PostgreSQL/SQLite
 }
 save_report report "$WORK/sqlite.wrk" "$WORK/pg.wrk"
 bench_exit

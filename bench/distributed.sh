@@ -71,8 +71,6 @@ for i in 1 2; do
   kill -0 "$pid" 2>/dev/null || die "instance $i died: $(tail -20 "$CL/concertd-$i.log")"
 done
 
-read -r E_RPS E_P50 E_P95 E_P99 E_ERR < <(wrk_parse "$WORK/embedded.wrk")
-read -r D_RPS D_P50 D_P95 D_P99 D_ERR < <(wrk_parse "$WORK/distributed.wrk")
 E_FLOW=$(grep '^FLOW' "$WORK/embedded.wrk" | tail -1)
 D_FLOW=$(grep '^FLOW' "$WORK/distributed.wrk" | tail -1)
 
@@ -86,20 +84,11 @@ report() {
   echo "$((CONCERTS * SESSIONS * SEATS)) seats stored, $(nproc) cores, $(date -u +%FT%TZ)"
   echo "$("$BIN" --version 2>&1 | head -1), $(haproxy -v 2>&1 | head -1 | cut -d' ' -f1-3), $(redis-server --version | cut -d' ' -f1-3)"
   echo
-  printf '%-34s %10s %9s %9s %9s %7s\n' "target" "req/s" "p50 ms" "p95 ms" "p99 ms" "errors"
-  printf '%-34s %10s %9s %9s %9s %7s\n' "embedded (SQLite, local queue)" "$E_RPS" "$E_P50" "$E_P95" "$E_P99" "$E_ERR"
-  printf '%-34s %10s %9s %9s %9s %7s\n' "HAProxy + 2 concertd (PG, Redis)" "$D_RPS" "$D_P50" "$D_P95" "$D_P99" "$D_ERR"
-  echo
-  echo "ratio distributed/embedded: req/s $(ratio "$D_RPS" "$E_RPS")  p95 $(ratio "$D_P95" "$E_P95")  p99 $(ratio "$D_P99" "$E_P99")"
   echo "embedded:    $E_FLOW"
   echo "distributed: $D_FLOW; in PostgreSQL: $SOLD seats sold"
   echo
-  verdict "$(ge "$(ratio "$D_RPS" "$E_RPS")" 0.5 && echo 1)" \
-    "booking flow distributed >= 0.5 x embedded (got $(ratio "$D_RPS" "$E_RPS"))"
-  verdict "$([ "$DOUBLE" -eq 0 ] && [ "$PAID_TWICE" -eq 0 ] && echo 1)" \
-    "0 double bookings (seats in two live reservations: $DOUBLE, paid twice: $PAID_TWICE)"
-  verdict "$([ "$LEDGER_BAD" -eq 0 ] && echo 1)" "every balance equals its ledger ($LEDGER_BAD users off)"
-  verdict "$([ "$D_ERR" -eq 0 ] && echo 1)" "the cluster answered every request with 2xx ($D_ERR errors)"
+  booking_compare "embedded (SQLite, local queue)" "$WORK/embedded.wrk" \
+    "HAProxy + 2 concertd (PG, Redis)" "$WORK/distributed.wrk" distributed/embedded
 }
 save_report report "$WORK/embedded.wrk" "$WORK/distributed.wrk"
 bench_exit

@@ -281,3 +281,26 @@ booking_invariants() {
      FROM balance_ledger WHERE user_id = u.id)),
   (SELECT count(*) FROM seats WHERE status = 2)"
 }
+
+# booking_compare REF_LABEL REF_WRK LABEL WRK NAME: the two wrk runs of a
+# booking comparison as a table, their ratio, and the verdicts every such
+# bench gives: NAME >= 0.5 x the reference, no double booking, balances equal
+# to their ledgers ($DOUBLE $PAID_TWICE $LEDGER_BAD from booking_invariants),
+# no errors.
+booking_compare() {
+  local r_rps r_p50 r_p95 r_p99 r_err rps p50 p95 p99 err
+  read -r r_rps r_p50 r_p95 r_p99 r_err < <(wrk_parse "$2")
+  read -r rps p50 p95 p99 err < <(wrk_parse "$4")
+  printf '%-34s %10s %9s %9s %9s %7s\n' "target" "req/s" "p50 ms" "p95 ms" "p99 ms" "errors"
+  printf '%-34s %10s %9s %9s %9s %7s\n' "$1" "$r_rps" "$r_p50" "$r_p95" "$r_p99" "$r_err"
+  printf '%-34s %10s %9s %9s %9s %7s\n' "$3" "$rps" "$p50" "$p95" "$p99" "$err"
+  echo
+  echo "ratio $5: req/s $(ratio "$rps" "$r_rps")  p95 $(ratio "$p95" "$r_p95")  p99 $(ratio "$p99" "$r_p99")"
+  echo
+  verdict "$(ge "$(ratio "$rps" "$r_rps")" 0.5 && echo 1)" \
+    "booking flow $5 >= 0.5 (got $(ratio "$rps" "$r_rps"))"
+  verdict "$([ "$DOUBLE" -eq 0 ] && [ "$PAID_TWICE" -eq 0 ] && echo 1)" \
+    "0 double bookings (seats in two live reservations: $DOUBLE, paid twice: $PAID_TWICE)"
+  verdict "$([ "$LEDGER_BAD" -eq 0 ] && echo 1)" "every balance equals its ledger ($LEDGER_BAD users off)"
+  verdict "$([ "$err" -eq 0 ] && echo 1)" "$3 answered every request with 2xx ($err errors)"
+}

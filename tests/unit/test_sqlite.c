@@ -349,21 +349,28 @@ static void test_available_seats_exclude_held_and_sold_seats(void **state) {
     assert_int_equal(s.total_seats, 10);
 }
 
-/* Fails unless EXPLAIN QUERY PLAN of the adapter's seat query is one range
- * scan of the covering partial index, with no table scan and no sort. */
-static void assert_seat_plan(const struct fx *f) {
+/* EXPLAIN QUERY PLAN of query on the fixture's database, one line per step. */
+static void query_plan(const struct fx *f, const char *query, char *plan, size_t cap) {
     sqlite3 *db;
     sqlite3_stmt *st;
-    char sql[512], plan[1024] = "";
+    char sql[512];
+    plan[0] = '\0';
     assert_int_equal(sqlite3_open(f->db.path, &db), SQLITE_OK);
-    snprintf(sql, sizeof(sql), "EXPLAIN QUERY PLAN %s", store_sqlite_sql_available_seats);
+    snprintf(sql, sizeof(sql), "EXPLAIN QUERY PLAN %s", query);
     assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
     while (sqlite3_step(st) == SQLITE_ROW) {
-        strncat(plan, (const char *)sqlite3_column_text(st, 3), sizeof(plan) - strlen(plan) - 2);
+        strncat(plan, (const char *)sqlite3_column_text(st, 3), cap - strlen(plan) - 2);
         strcat(plan, "\n");
     }
     sqlite3_finalize(st);
     sqlite3_close(db);
+}
+
+/* Fails unless EXPLAIN QUERY PLAN of the adapter's seat query is one range
+ * scan of the covering partial index, with no table scan and no sort. */
+static void assert_seat_plan(const struct fx *f) {
+    char plan[1024];
+    query_plan(f, store_sqlite_sql_available_seats, plan, sizeof(plan));
     print_message("seat page plan: %s", plan);
     assert_non_null(strstr(plan, "SEARCH ss USING INTEGER PRIMARY KEY"));
     assert_non_null(strstr(plan, "SEARCH st USING COVERING INDEX seats_available"));
@@ -447,18 +454,8 @@ static void test_available_seats_at_query_is_a_covering_index_scan(void **state)
     seed(f, 2, 3, 200, 0, 0, 0);
     testdb_exec(&f->db, HOLD_AND_SELL);
     testdb_exec(&f->db, "ANALYZE");
-    sqlite3 *db;
-    sqlite3_stmt *st;
-    char sql[512], plan[1024] = "";
-    assert_int_equal(sqlite3_open(f->db.path, &db), SQLITE_OK);
-    snprintf(sql, sizeof(sql), "EXPLAIN QUERY PLAN %s", store_sqlite_sql_available_seats_at);
-    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        strncat(plan, (const char *)sqlite3_column_text(st, 3), sizeof(plan) - strlen(plan) - 2);
-        strcat(plan, "\n");
-    }
-    sqlite3_finalize(st);
-    sqlite3_close(db);
+    char plan[1024];
+    query_plan(f, store_sqlite_sql_available_seats_at, plan, sizeof(plan));
     print_message("numbered seat page plan: %s", plan);
     assert_non_null(strstr(plan, "USING COVERING INDEX seats_available"));
     assert_null(strstr(plan, "TEMP B-TREE"));
