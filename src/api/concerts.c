@@ -5,12 +5,21 @@
  * JSON. Sessions and seats are behind the waiting-room gate (api_gate): an
  * ACTIVATED QUEUE-TOKEN is required; the concert list is public.
  *
- * The concert list is the page everyone opens first, and it changes only
- * when `concertd import` or `seed` adds a concert (another process). Its
- * encoded body (v1 and classic forms) is kept for CONCERTS_TTL_MS and copied into each request's
- * arena, so a new concert shows up within that time and the hot path reads
- * no SQL. Sessions (their available-seat counts move with every hold) and
- * seat pages (they must never show a held seat) are always read fresh. */
+ * Two answers are kept encoded in memory and copied into each request's
+ * arena, so their hot path reads no SQL:
+ *   - The concert list, the page everyone opens first. It changes only when
+ *     `concertd import` or `seed` adds a concert (another process), so its
+ *     body (v1 and classic forms) is kept for BODY_TTL_MS: a new concert
+ *     shows up within that time.
+ *   - The sessions of a concert. Their available-seat counts move with every
+ *     hold, so a body is kept with the store's write_version read before it
+ *     was read, and served only while no write of this process has
+ *     committed since: exactly what reading again would return (and for at
+ *     most BODY_TTL_MS, for other processes' imports). Under booking load it
+ *     is read fresh almost every time; between bursts it costs nothing. Off
+ *     where the store has no write_version (PostgreSQL: other instances
+ *     write the same rows).
+ * Seat pages are always read fresh. */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,42 +32,55 @@
 #include "service/catalog.h"
 #include "store/store.h"
 
-#define CONCERTS_TTL_MS 1000
+/* Encoded bodies kept in memory (design note at the top of this file).
+ * Slot 0 and 1 hold the concert list's two forms, the others the sessions
+ * of concert cid at 2 + cid % (BODY_SLOTS - 2); a slot keeps one key, and
+ * two concerts that share it take turns (a miss, never a wrong answer). */
+#define BODY_TTL_MS 1000
+#define BODY_SLOTS 1024
+#define SLOT_CONCERTS 0 /* + wrapped */
 
-/* One cached body per form: [1] the v1 object, [0] the classic bare array. */
 static struct {
     pthread_mutex_t mu;
-    struct {
-        char *body; /* malloc()ed; NULL until the first read */
+    struct body_slot {
+        char *body; /* malloc()ed; NULL while empty */
         size_t len;
-        int64_t made_at; /* monotonic ms */
-    } form[2];
-} concerts_cache = {.mu = PTHREAD_MUTEX_INITIALIZER};
+        int64_t key;      /* concert id of a sessions slot */
+        uint64_t version; /* the store's write_version when it was read */
+        int64_t made_at;  /* monotonic ms */
+    } slot[BODY_SLOTS];
+} bodies = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
-/* The cached body copied into the arena, or NULL when there is none fresh. */
-static char *cached_concerts(struct arena *a, int wrapped, int64_t now, size_t *len) {
+static size_t sessions_slot(int64_t cid) {
+    return 2 + (size_t)((uint64_t)cid % (BODY_SLOTS - 2));
+}
+
+/* The body in slot i copied into the arena, or NULL when it is not the one
+ * for key, was read under another version, or is older than BODY_TTL_MS. */
+static char *cached_body(struct arena *a, size_t i, int64_t key, uint64_t version, int64_t now,
+                         size_t *len) {
     char *out = NULL;
-    pthread_mutex_lock(&concerts_cache.mu);
-    const char *body = concerts_cache.form[wrapped].body;
-    if (body && now - concerts_cache.form[wrapped].made_at < CONCERTS_TTL_MS) {
-        *len = concerts_cache.form[wrapped].len;
+    pthread_mutex_lock(&bodies.mu);
+    const struct body_slot *b = &bodies.slot[i];
+    if (b->body && b->key == key && b->version == version && now - b->made_at < BODY_TTL_MS) {
+        *len = b->len;
         out = arena_alloc(a, *len);
-        memcpy(out, body, *len);
+        memcpy(out, b->body, *len);
     }
-    pthread_mutex_unlock(&concerts_cache.mu);
+    pthread_mutex_unlock(&bodies.mu);
     return out;
 }
 
-static void cache_concerts(int wrapped, const char *body, size_t len, int64_t now) {
+static void cache_body(size_t i, int64_t key, uint64_t version, int64_t now, const char *body,
+                       size_t len) {
     char *copy = malloc(len);
     if (!copy) return; /* no cache this time; the answer is fine */
     memcpy(copy, body, len);
-    pthread_mutex_lock(&concerts_cache.mu);
-    free(concerts_cache.form[wrapped].body);
-    concerts_cache.form[wrapped].body = copy;
-    concerts_cache.form[wrapped].len = len;
-    concerts_cache.form[wrapped].made_at = now;
-    pthread_mutex_unlock(&concerts_cache.mu);
+    pthread_mutex_lock(&bodies.mu);
+    struct body_slot *b = &bodies.slot[i];
+    free(b->body);
+    *b = (struct body_slot){copy, len, key, version, now};
+    pthread_mutex_unlock(&bodies.mu);
 }
 
 void api_concerts_list(struct api_req *r, struct api_res *w) {
@@ -69,7 +91,7 @@ void api_concerts_reply(struct api_req *r, struct api_res *w, int wrapped) {
     wrapped = wrapped != 0;
     int64_t now = time_mono_ms();
     size_t len;
-    char *body = cached_concerts(r->arena, wrapped, now, &len);
+    char *body = cached_body(r->arena, SLOT_CONCERTS + (size_t)wrapped, 0, 0, now, &len);
     if (body) {
         api_json(w, 200, body, len);
         return;
@@ -99,7 +121,7 @@ void api_concerts_reply(struct api_req *r, struct api_res *w, int wrapped) {
     jw_arr_end(&j);
     if (wrapped) jw_obj_end(&j);
     body = jw_finish(&j, &len);
-    cache_concerts(wrapped, body, len, now);
+    cache_body(SLOT_CONCERTS + (size_t)wrapped, 0, 0, now, body, len);
     api_json(w, 200, body, len);
 }
 
@@ -107,6 +129,17 @@ void api_sessions_list(struct api_req *r, struct api_res *w) {
     if (api_gate(r, w, 0, NULL)) return;
     struct store *s = r->env->store;
     int64_t cid = r->params[0];
+    /* Read the version before the sessions: a write committed meanwhile
+     * raises it, so what is read now is never cached under the new one. */
+    int cacheable = s->ops->write_version != NULL;
+    uint64_t version = cacheable ? s->ops->write_version(s) : 0;
+    int64_t now = time_mono_ms();
+    size_t len;
+    char *body = cacheable ? cached_body(r->arena, sessions_slot(cid), cid, version, now, &len) : NULL;
+    if (body) {
+        api_json(w, 200, body, len);
+        return;
+    }
     struct store_session *ss;
     size_t n;
     int rc = s->ops->list_sessions(s, r->arena, cid, &ss, &n);
@@ -135,8 +168,8 @@ void api_sessions_list(struct api_req *r, struct api_res *w) {
     }
     jw_arr_end(&j);
     jw_obj_end(&j);
-    size_t len;
-    char *body = jw_finish(&j, &len);
+    body = jw_finish(&j, &len);
+    if (cacheable) cache_body(sessions_slot(cid), cid, version, now, body, len);
     api_json(w, 200, body, len);
 }
 

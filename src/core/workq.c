@@ -69,8 +69,8 @@ void workq_push(struct workq *q, struct workq_job *job) {
     else
         q->head = job;
     q->tail = job;
-    pthread_cond_signal(&q->cv);
     pthread_mutex_unlock(&q->mu);
+    pthread_cond_signal(&q->cv); /* after unlocking: the woken worker need not wait for mu */
 }
 
 void workq_stop(struct workq *q) {

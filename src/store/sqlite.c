@@ -795,6 +795,7 @@ static void sq_stats(struct store *s, struct store_stats *out) {
 static const struct store_ops sqlite_ops = {
     .migrate = sq_migrate,
     .ping = sq_ping,
+    .write_version = sq_write_version,
     .list_concerts = sq_list_concerts,
     .list_sessions = sq_list_sessions,
     .get_session = sq_get_session,

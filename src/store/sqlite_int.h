@@ -46,6 +46,7 @@ struct sq_commit {
     struct sq_job *head, *tail;
     size_t pending;
     uint64_t batches, jobs; /* totals, for tests and metrics */
+    _Atomic uint64_t version; /* batches run; raised before their writers wake */
 };
 
 struct sqlite_store {
@@ -135,6 +136,7 @@ void sq_commit_stop(struct sqlite_store *ss);
  * committed or failed so far (either pointer may be NULL). */
 size_t sq_commit_pending(struct sqlite_store *ss);
 void sq_commit_totals(struct sqlite_store *ss, uint64_t *batches, uint64_t *jobs);
+uint64_t sq_write_version(struct store *s); /* store.h write_version */
 
 /* Savepoints: SQ_SP_JOB is the committer's around each job; apply functions
  * use SQ_SP_STEP for an inner all-or-nothing step. sq_release() rolls back

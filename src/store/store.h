@@ -380,6 +380,13 @@ struct store_ops {
                        size_t *n);
     int (*outbox_mark)(struct store *s, const int64_t *ids, size_t n, int64_t now_ms);
 
+    /* A number that changes after every write this process commits, read
+     * before a read whose answer is to be cached: an answer cached under
+     * version v is what the same read returns for as long as the version is
+     * still v. NULL when other processes write the same data all the time
+     * (PostgreSQL: the other instances), which turns such caches off. */
+    uint64_t (*write_version)(struct store *s);
+
     /* Closes every connection and frees s. */
     void (*close)(struct store *s);
 };

@@ -73,6 +73,36 @@ def test_held_seats_leave_the_seat_page_and_the_session_counter(server):
     check_invariants(srv.db_path)
 
 
+def test_session_counter_follows_every_change_at_once(server):
+    # Between writes the sessions list is served from memory (api/concerts.c);
+    # every committed hold, cancel, payment and expiry must show at once.
+    srv = server(args=["--hold-ttl", "1s"])
+    sid = first_session(srv, 3)
+
+    def available():
+        counts = [{s["sessionId"]: s["availableSeats"] for s in sessions_of(srv, 3)}
+                  for _ in range(3)]  # repeated reads: the cached answer
+        assert counts[0] == counts[1] == counts[2], counts
+        return counts[0][sid]
+
+    assert available() == SEATS
+    rid = assert_ok_json(hold(srv, 6, 3, sid, seat_ids(srv, 3, sid, [1, 2])), 201)["reservationId"]
+    assert available() == SEATS - 2
+    assert srv.delete(f"/api/v1/reservations/{rid}", headers=auth(6)).status == 200
+    assert available() == SEATS
+    assert_ok_json(srv.post("/api/v1/users/6/balance/charge", {"amount": 1000000}, token=None))
+    rid = assert_ok_json(hold(srv, 6, 3, sid, seat_ids(srv, 3, sid, [3])), 201)["reservationId"]
+    assert_ok_json(pay(srv, 6, rid), 201)
+    assert available() == SEATS - 1
+    hold(srv, 7, 3, sid, seat_ids(srv, 3, sid, [4, 5, 6]))
+    assert available() == SEATS - 4
+    deadline = time.monotonic() + 3.0
+    while available() != SEATS - 1:  # the sweeper gives the three back
+        assert time.monotonic() < deadline, "expired hold's seats not counted back"
+        time.sleep(0.05)
+    check_invariants(srv.db_path)
+
+
 def test_user_id_may_be_a_decimal_string(server):
     # (A hold by a user never seen creates them with balance 0: the store's
     # unit test checks that, as every user here needs a seeded waiting-room
