@@ -50,6 +50,7 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "core/num.h"
+#include "core/url.h"
 #include "core/xmalloc.h"
 #include "queue/queue.h"
 #include "queue/redis_lua.h"
@@ -524,28 +525,12 @@ static const struct queue_ops redis_ops = {
 
 /* ---- opening, seeding ----------------------------------------------------- */
 
-/* "HOST[:PORT][/DB]": 0 or ERR_INVALID. */
-static int parse_url(const char *rest, struct redis_queue *q) {
-    const char *slash = strchr(rest, '/');
-    size_t hostport = slash ? (size_t)(slash - rest) : strlen(rest);
-    const char *colon = memchr(rest, ':', hostport);
-    size_t hostlen = colon ? (size_t)(colon - rest) : hostport;
-    int64_t v = REDIS_DEFAULT_PORT;
-    if (hostlen == 0) return ERR_INVALID;
-    if (colon && (num_parse_i64n(colon + 1, hostport - hostlen - 1, 0, &v) || v < 1 || v > 65535))
-        return ERR_INVALID;
-    q->port = (int)v;
-    if (slash && (num_parse_i64n(slash + 1, strlen(slash + 1), 0, &q->db) || q->db > 1000))
-        return ERR_INVALID;
-    q->host = xcalloc(1, hostlen + 1);
-    memcpy(q->host, rest, hostlen);
-    return 0;
-}
-
 int queue_redis_open(const char *url, const struct queue_redis_opts *o, struct queue **out,
                      char *errbuf, size_t errlen) {
     struct redis_queue *q = xcalloc(1, sizeof(*q));
-    if (strncmp(url, "redis://", 8) != 0 || parse_url(url + 8, q)) {
+    const char *db;
+    if (url_split(url, "redis://", REDIS_DEFAULT_PORT, &q->host, &q->port, &db) ||
+        (db && (num_parse_i64n(db, strlen(db), 0, &q->db) || q->db > 1000))) {
         snprintf(errbuf, errlen, "--queue %s: want local or redis://HOST[:PORT][/DB]", url);
         free(q->host);
         free(q);

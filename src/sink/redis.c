@@ -38,8 +38,8 @@
 
 #include "core/err.h"
 #include "core/log.h"
-#include "core/num.h"
 #include "core/timeutil.h"
+#include "core/url.h"
 #include "core/xmalloc.h"
 #include "sink/sink.h"
 
@@ -199,33 +199,17 @@ static void redis_close(struct sink *k) {
 
 static const struct sink_ops redis_ops = {.publish = redis_publish, .close = redis_close};
 
-/* "HOST[:PORT][/STREAM]" into its parts; 0 or ERR_INVALID. */
-static int parse_addr(const char *rest, char **host, int *port, char **stream) {
-    const char *slash = strchr(rest, '/');
-    size_t hostport = slash ? (size_t)(slash - rest) : strlen(rest);
-    const char *colon = memchr(rest, ':', hostport);
-    size_t hostlen = colon ? (size_t)(colon - rest) : hostport;
-    *port = REDIS_DEFAULT_PORT;
-    if (colon) {
-        int64_t p;
-        if (num_parse_i64n(colon + 1, hostport - hostlen - 1, 0, &p) || p < 1 || p > 65535)
-            return ERR_INVALID;
-        *port = (int)p;
-    }
-    if (hostlen == 0 || (slash && slash[1] == '\0')) return ERR_INVALID;
-    *host = xcalloc(1, hostlen + 1);
-    memcpy(*host, rest, hostlen);
-    *stream = xstrdup(slash ? slash + 1 : SINK_REDIS_DEFAULT_STREAM);
-    return 0;
-}
-
 int sink_redis_open(const char *url, struct sink **out, char *errbuf, size_t errlen) {
     struct redis_sink *s = xcalloc(1, sizeof(*s));
-    if (strncmp(url, "redis://", 8) != 0 || parse_addr(url + 8, &s->host, &s->port, &s->stream)) {
+    const char *stream;
+    if (url_split(url, "redis://", REDIS_DEFAULT_PORT, &s->host, &s->port, &stream) ||
+        (stream && !*stream)) {
         snprintf(errbuf, errlen, "--events %s: want redis://HOST[:PORT][/STREAM]", url);
+        free(s->host);
         free(s);
         return ERR_INVALID;
     }
+    s->stream = xstrdup(stream ? stream : SINK_REDIS_DEFAULT_STREAM);
     s->base.ops = &redis_ops;
     s->base.kind = "redis";
     /* Redis may come up after concertd: events wait in the outbox meanwhile. */
