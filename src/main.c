@@ -164,6 +164,7 @@ static int serve(const struct config *c) {
 
     struct store *store;
     if (cli_open_store(c, &store)) return 1;
+    if (store->ops->set_seat_cache) store->ops->set_seat_cache(store, (size_t)c->seat_cache);
     struct queue *queue;
     char err[512];
     if (open_queue(c, store, &queue, err, sizeof(err))) {

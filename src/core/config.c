@@ -67,6 +67,9 @@ static const struct cfg_option options[] = {
     {"write-workers", OPT_INT, OFF(write_workers), "64", 0, 4096, NULL, CMD_SERVE, NULL,
      "threads for requests that change state, each sleeping until its commit (0 = run them "
      "on the event threads)"},
+    {"seat-cache", OPT_SIZE, OFF(seat_cache), "512MiB", 0, 64 * 1024 * MIB, NULL, CMD_SERVE, NULL,
+     "memory for the seats of paged sessions, so a seat page reads no SQL (SQLite only; about "
+     "24 bytes a seat; 0 = off)"},
     {"max-connections", OPT_INT, OFF(max_connections), "10000", 1, 1000000, NULL, CMD_SERVE, NULL,
      "most connections open at once"},
     {"max-connections-per-ip", OPT_INT, OFF(max_connections_per_ip), "2000", 0, 1000000, NULL,

@@ -35,6 +35,7 @@ struct config {
     const char *listen; /* "0.0.0.0:8080" */
     int64_t workers;    /* 0 = one per core */
     int64_t write_workers; /* 0 = writes run on the event threads */
+    int64_t seat_cache;    /* bytes; 0 = off */
     int64_t max_connections;
     int64_t max_connections_per_ip; /* 0 = unlimited */
     int64_t connection_timeout_ms;

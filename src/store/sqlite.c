@@ -45,6 +45,7 @@
  *      WAL the size of the database behind. */
 #include "store/store.h"
 
+#include <assert.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -494,6 +495,13 @@ static int sq_list_available_seats(struct store *s, struct arena *a, int64_t con
                                    int64_t session_id, int64_t after, int64_t limit,
                                    struct store_seat **out, size_t *n) {
     if (limit < 0) return ERR_INVALID;
+    struct sqlite_store *ss = (struct sqlite_store *)s;
+    if (ss->seats) { /* from memory when it can (sqlite_seatmap.c) */
+        struct conn *mc = sq_conn(s);
+        if (!mc) return ERR_UNAVAILABLE;
+        int err = sq_seatmap_page(ss->seats, mc, concert_id, session_id, after, limit, a, out, n);
+        if (err == 0 || err == ERR_NOT_FOUND) return err;
+    }
     struct conn *c;
     sqlite3_stmt *st;
     int err = use_stmt(s, ST_SEATS, &c, &st);
@@ -729,6 +737,12 @@ static int sq_migrate(struct store *s) {
     }
 }
 
+static void sq_set_seat_cache(struct store *s, size_t bytes) {
+    struct sqlite_store *ss = (struct sqlite_store *)s;
+    assert(!ss->seats); /* once, before serving */
+    ss->seats = sq_seatmap_new(bytes);
+}
+
 static void sq_close(struct store *s) {
     struct sqlite_store *ss = (struct sqlite_store *)s;
     if (!ss) return;
@@ -741,6 +755,7 @@ static void sq_close(struct store *s) {
         c = next;
     }
     pthread_mutex_destroy(&ss->mu);
+    sq_seatmap_free(ss->seats);
     free(ss->path);
     free(ss);
 }
@@ -796,6 +811,7 @@ static const struct store_ops sqlite_ops = {
     .migrate = sq_migrate,
     .ping = sq_ping,
     .write_version = sq_write_version,
+    .set_seat_cache = sq_set_seat_cache,
     .list_concerts = sq_list_concerts,
     .list_sessions = sq_list_sessions,
     .get_session = sq_get_session,

@@ -83,7 +83,7 @@ static const char SQL_SESSION_AVAIL[] =
 static const char SQL_RELEASE_SEATS[] =
     "UPDATE seats SET status = 0, reservation_id = NULL"
     " WHERE id IN (SELECT seat_id FROM reservation_seats WHERE reservation_id = ?1)"
-    " AND reservation_id = ?1 AND status = 1";
+    " AND reservation_id = ?1 AND status = 1 RETURNING id";
 static const char SQL_SELL_SEATS[] =
     "UPDATE seats SET status = 2"
     " WHERE id IN (SELECT seat_id FROM reservation_seats WHERE reservation_id = ?1)"
@@ -242,7 +242,15 @@ static int set_res_status(struct conn *c, int64_t id, int status, int64_t now) {
 /* Releases the reservation's held seats (counter included) and sets its status. */
 static int release_res(struct conn *c, int64_t id, int64_t session_id, int status, int64_t now) {
     int64_t released = 0;
-    int err = ints_changes(c, SQL_RELEASE_SEATS, 1, &id, &released);
+    sqlite3_stmt *st = bound(c, SQL_RELEASE_SEATS, 1, &id);
+    if (!st) return ERR_IO;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        sq_seat_changed(c, session_id, sqlite3_column_int64(st, 0), 1);
+        released++;
+    }
+    sqlite3_reset(st);
+    int err = rc == SQLITE_DONE ? 0 : sq_fail(c, "release_seats", rc);
     if (err) return err;
     int64_t av[2] = {session_id, released};
     if (released) err = sq_exec_ints(c, SQL_SESSION_AVAIL, 2, av);
@@ -347,6 +355,7 @@ static int hold_claim(struct conn *c, struct hold_job *j, int64_t total) {
         int64_t claim[2] = {h->seat_ids[i], rid}, changed = 0;
         err = ints_changes(c, SQL_CLAIM_SEAT, 2, claim, &changed);
         if (err == 0 && changed != 1) err = ERR_CONFLICT; /* cannot happen: checked above */
+        if (err == 0) sq_seat_changed(c, h->session_id, h->seat_ids[i], 0);
         int64_t link[2] = {rid, h->seat_ids[i]};
         if (err == 0) err = sq_exec_ints(c, SQL_INS_RES_SEAT, 2, link);
     }

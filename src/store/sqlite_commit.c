@@ -42,12 +42,14 @@
 #include <pthread.h>
 #include <semaphore.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 #include <sqlite3.h>
 
 #include "core/err.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/timeutil.h"
+#include "core/xmalloc.h"
 #include "store/sqlite_int.h"
 
 #define MOD "store"
@@ -91,14 +93,18 @@ int sq_release(struct conn *c, enum sq_savepoint sp, int err) {
 /* Runs one job inside the open transaction. Returns the job's result; sets
  * *lost when the transaction itself is gone afterwards. */
 static int run_job(struct conn *c, struct sq_job *j, int *lost) {
+    struct sq_commit *cm = &c->owner->commit;
+    size_t mark = cm->nchanges;
     int err = sq_savepoint(c, SQ_SP_JOB);
     if (err == 0) err = sq_release(c, SQ_SP_JOB, j->apply(c, j->arg));
+    if (err) cm->nchanges = mark; /* rolled back: its seats did not change */
     *lost = sqlite3_get_autocommit(c->db);
     return err;
 }
 
-/* Runs a batch (a list of n jobs) in one transaction and sets each result. */
-static void run_batch(struct conn *c, struct sq_job *batch) {
+/* Runs a batch (a list of n jobs) in one transaction and sets each result;
+ * 0 when it committed. */
+static int run_batch(struct conn *c, struct sq_job *batch) {
     int err = c ? sq_exec_ints(c, SQL_BEGIN, 0, NULL) : ERR_UNAVAILABLE;
     int lost = 0;
     for (struct sq_job *j = batch; j; j = j->next) {
@@ -114,9 +120,10 @@ static void run_batch(struct conn *c, struct sq_job *batch) {
     }
     if (err == 0) err = sq_exec_ints(c, SQL_COMMIT, 0, NULL);
     if (c && !sqlite3_get_autocommit(c->db)) sq_exec_ints(c, SQL_ROLLBACK, 0, NULL);
-    if (err == 0) return;
+    if (err == 0) return 0;
     for (struct sq_job *j = batch; j; j = j->next)
         if (j->result == 0) j->result = err;
+    return err;
 }
 
 /* Takes up to SQ_BATCH_MAX queued jobs off the queue (*n of them); cm->mu
@@ -152,7 +159,8 @@ static void *committer_main(void *p) {
         pthread_mutex_unlock(&cm->mu);
         if (!c) c = sq_conn(&ss->base); /* retry a connection that failed to open */
         int64_t t0 = time_mono_us();
-        run_batch(c, batch);
+        if (run_batch(c, batch) == 0) sq_seatmap_apply(ss->seats, cm->changes, cm->nchanges);
+        cm->nchanges = 0;
         atomic_fetch_add(&cm->version, 1); /* before any writer learns of its commit */
         metrics_commit(n, time_mono_us() - t0);
         for (struct sq_job *j = batch, *next; j; j = next) {
@@ -176,6 +184,18 @@ void sq_commit_init(struct sqlite_store *ss) {
     cm->pending = 0;
     cm->batches = cm->jobs = 0;
     atomic_init(&cm->version, 0);
+    cm->changes = NULL;
+    cm->nchanges = cm->capchanges = 0;
+}
+
+void sq_seat_changed(struct conn *c, int64_t session_id, int64_t seat_id, int avail) {
+    struct sq_commit *cm = &c->owner->commit;
+    assert(on_committer); /* only jobs change seats, and jobs run on the committer */
+    if (cm->nchanges == cm->capchanges) {
+        cm->capchanges = cm->capchanges ? cm->capchanges * 2 : 64;
+        cm->changes = xrealloc(cm->changes, cm->capchanges * sizeof(*cm->changes));
+    }
+    cm->changes[cm->nchanges++] = (struct sq_seat_change){session_id, seat_id, avail};
 }
 
 uint64_t sq_write_version(struct store *s) {
@@ -224,6 +244,8 @@ void sq_commit_stop(struct sqlite_store *ss) {
     if (running) pthread_join(cm->thread, NULL);
     pthread_cond_destroy(&cm->wake);
     pthread_mutex_destroy(&cm->mu);
+    free(cm->changes);
+    cm->changes = NULL;
 }
 
 size_t sq_commit_pending(struct sqlite_store *ss) {

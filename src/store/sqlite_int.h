@@ -35,6 +35,12 @@ struct conn {
     struct conn *next_idle; /* idle list: connections of exited threads */
 };
 
+/* A seat whose availability a job changed (sqlite_seatmap.c design note 2). */
+struct sq_seat_change {
+    int64_t session_id, seat_id;
+    int avail; /* 1: free now; 0: held */
+};
+
 /* The group committer's state (sqlite_commit.c); guarded by mu. */
 struct sq_job;
 struct sq_commit {
@@ -47,7 +53,12 @@ struct sq_commit {
     size_t pending;
     uint64_t batches, jobs; /* totals, for tests and metrics */
     _Atomic uint64_t version; /* batches run; raised before their writers wake */
+    /* The running batch's seat changes; the committer's alone, no lock. */
+    struct sq_seat_change *changes;
+    size_t nchanges, capchanges;
 };
+
+struct sq_seatmap;
 
 struct sqlite_store {
     struct store base; /* must be first */
@@ -57,6 +68,7 @@ struct sqlite_store {
     struct conn *all;
     struct conn *idle;
     struct sq_commit commit;
+    struct sq_seatmap *seats; /* NULL: off (sqlite_seatmap.c) */
 };
 
 /* The calling thread's connection; NULL (logged) when none can be opened. */
@@ -137,6 +149,24 @@ void sq_commit_stop(struct sqlite_store *ss);
 size_t sq_commit_pending(struct sqlite_store *ss);
 void sq_commit_totals(struct sqlite_store *ss, uint64_t *batches, uint64_t *jobs);
 uint64_t sq_write_version(struct store *s); /* store.h write_version */
+/* Inside a job: seat seat_id of session_id became free (avail 1) or held
+ * (0). Kept if the job succeeds, applied to the seat map after the COMMIT. */
+void sq_seat_changed(struct conn *c, int64_t session_id, int64_t seat_id, int avail);
+
+/* ---- seat map (sqlite_seatmap.c) ----------------------------------------- */
+
+/* NULL when cap is 0 (off). */
+struct sq_seatmap *sq_seatmap_new(size_t cap);
+void sq_seatmap_free(struct sq_seatmap *m);
+/* The page from memory (loading the session on first use): 0, ERR_NOT_FOUND
+ * (no such session of that concert), or another error after which the
+ * caller answers from SQL (ERR_LIMIT: not cached; m NULL, over the cap or a
+ * load that raced a commit). */
+int sq_seatmap_page(struct sq_seatmap *m, struct conn *c, int64_t concert_id, int64_t session_id,
+                    int64_t after, int64_t limit, struct arena *a, struct store_seat **out,
+                    size_t *n);
+/* Applies a committed batch's changes (the committer, before waking writers). */
+void sq_seatmap_apply(struct sq_seatmap *m, const struct sq_seat_change *ch, size_t n);
 
 /* Savepoints: SQ_SP_JOB is the committer's around each job; apply functions
  * use SQ_SP_STEP for an inner all-or-nothing step. sq_release() rolls back

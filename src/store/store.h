@@ -386,6 +386,10 @@ struct store_ops {
      * still v. NULL when other processes write the same data all the time
      * (PostgreSQL: the other instances), which turns such caches off. */
     uint64_t (*write_version)(struct store *s);
+    /* Lets the adapter keep up to bytes of seats in memory to answer seat
+     * pages (0: none; sqlite_seatmap.c). Called once, before serving. NULL
+     * where the adapter has no such cache. */
+    void (*set_seat_cache)(struct store *s, size_t bytes);
 
     /* Closes every connection and frees s. */
     void (*close)(struct store *s);
