@@ -116,6 +116,23 @@ request = function()
 end
 EOF
 } >"$WORK/concertd_seats.lua"
+# The warm-up walks every session in order (thread k takes every THREADS-th),
+# so each session's seats are loaded into concertd's seat map
+# (store/sqlite_seatmap.c) before the measured run, as nginx's file is in
+# the page cache; a session's first page costs a load of all its seats.
+{
+  cat "$WORK/paths.lua"
+  cat <<EOF
+local counter = 0
+setup = function(thread) thread:set("id", counter); counter = counter + 1 end
+init = function(args) i = id end
+request = function()
+  local p = paths[(i % #paths) + 1]
+  i = i + $THREADS
+  return wrk.format("GET", p .. "?limit=$PAGE", {["QUEUE-TOKEN"] = "$TOKEN"})
+end
+EOF
+} >"$WORK/concertd_warm.lua"
 cat >"$WORK/nginx_seats.lua" <<EOF
 local maxafter = $MAXAFTER
 request = function()
@@ -134,6 +151,7 @@ cmp -s <(curl -s "$N/seats") "$WORK/www/seats.json" || die "nginx does not serve
 # --- measure ----------------------------------------------------------------
 run() { wrk_run "$1" "$2" "${3:-}" "$CONNS"; }
 run nginx_seats "$N/seats" "$WORK/nginx_seats.lua"
+wrk_warm "$C/" "$WORK/concertd_warm.lua" "$CONNS"
 run concertd_seats "$C/" "$WORK/concertd_seats.lua"
 run nginx_concerts "$N/concerts"
 run concertd_concerts "$C/api/v1/concerts"
