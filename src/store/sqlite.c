@@ -741,6 +741,10 @@ static void sq_set_seat_cache(struct store *s, size_t bytes) {
     struct sqlite_store *ss = (struct sqlite_store *)s;
     assert(!ss->seats); /* once, before serving */
     ss->seats = sq_seatmap_new(bytes);
+    if (ss->seats && sq_commit_start(ss)) { /* it watches other processes' writes */
+        sq_seatmap_free(ss->seats);
+        ss->seats = NULL;
+    }
 }
 
 static void sq_close(struct store *s) {

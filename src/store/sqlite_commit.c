@@ -33,12 +33,19 @@
  *      lock (two wake-ups per write; perf showed the mutex contention). A
  *      writer may destroy its job as soon as its wait returns, so the
  *      committer reads j->next before posting.
- *   6. Life cycle. The thread starts with the first sq_write (the CLI
+ *   6. Other processes. Every write of this process goes through here, so
+ *      the committer's own connection sees PRAGMA data_version move only
+ *      when another process commits. The committer looks at least every
+ *      SQ_WATCH_MS (waking for it when idle) and then empties the seat map
+ *      and raises version, so nothing cached here outlives such a write by
+ *      more than that (sqlite_seatmap.c note 4).
+ *   7. Life cycle. The thread starts with the first sq_write (the CLI
  *      commands never start it). sq_commit_stop() sets stop, lets the
  *      committer finish every job already queued, joins it, and from then on
  *      sq_write fails with ERR_UNAVAILABLE. */
 #include <assert.h>
 #include <errno.h>
+#include <time.h>
 #include <pthread.h>
 #include <semaphore.h>
 #include <stdatomic.h>
@@ -72,6 +79,9 @@ static const struct {
 static const char SQL_BEGIN[] = "BEGIN IMMEDIATE";
 static const char SQL_COMMIT[] = "COMMIT";
 static const char SQL_ROLLBACK[] = "ROLLBACK";
+static const char SQL_DATA_VERSION[] = "PRAGMA data_version";
+
+#define SQ_WATCH_MS 1000 /* design note 6 */
 
 static _Thread_local int on_committer; /* set on the committer thread: sq_write would deadlock */
 
@@ -145,14 +155,42 @@ static struct sq_job *take_batch(struct sq_commit *cm, size_t *njobs) {
     return first;
 }
 
+/* Design note 6: another process committed since *seen was read. */
+static void watch_others(struct sqlite_store *ss, struct conn *c, int64_t *seen) {
+    int64_t v;
+    if (!c || sq_query_int(c, SQL_DATA_VERSION, 0, NULL, &v)) return;
+    if (*seen >= 0 && v != *seen) {
+        LOG_DEBUG(MOD, "op=watch msg=\"another process wrote; cached seats dropped\"");
+        sq_seatmap_flush(ss->seats);
+        atomic_fetch_add(&ss->commit.version, 1);
+    }
+    *seen = v;
+}
+
 static void *committer_main(void *p) {
     struct sqlite_store *ss = p;
     struct sq_commit *cm = &ss->commit;
     on_committer = 1;
     struct conn *c = sq_conn(&ss->base); /* this thread's own connection */
+    int64_t seen = -1, watched = time_mono_ms();
+    watch_others(ss, c, &seen);
     pthread_mutex_lock(&cm->mu);
     for (;;) {
-        while (!cm->head && !cm->stop) pthread_cond_wait(&cm->wake, &cm->mu);
+        while (!cm->head && !cm->stop) {
+            struct timespec until;
+            clock_gettime(CLOCK_REALTIME, &until);
+            until.tv_sec += SQ_WATCH_MS / 1000;
+            pthread_cond_timedwait(&cm->wake, &cm->mu, &until);
+            if (time_mono_ms() - watched >= SQ_WATCH_MS) break;
+        }
+        if (time_mono_ms() - watched >= SQ_WATCH_MS) {
+            pthread_mutex_unlock(&cm->mu);
+            if (!c) c = sq_conn(&ss->base);
+            watch_others(ss, c, &seen);
+            watched = time_mono_ms();
+            pthread_mutex_lock(&cm->mu);
+        }
+        if (!cm->head && !cm->stop) continue;
         if (!cm->head) break; /* stop, and nothing left to do */
         size_t n;
         struct sq_job *batch = take_batch(cm, &n);
@@ -202,6 +240,25 @@ uint64_t sq_write_version(struct store *s) {
     return atomic_load(&((struct sqlite_store *)s)->commit.version);
 }
 
+/* Starts the committer thread unless it runs; cm->mu is held. */
+static int start_locked(struct sqlite_store *ss) {
+    struct sq_commit *cm = &ss->commit;
+    if (cm->running) return 0;
+    if (pthread_create(&cm->thread, NULL, committer_main, ss) != 0) {
+        LOG_ERROR(MOD, "op=group_commit msg=\"cannot start the committer thread\"");
+        return ERR_UNAVAILABLE;
+    }
+    cm->running = 1;
+    return 0;
+}
+
+int sq_commit_start(struct sqlite_store *ss) {
+    pthread_mutex_lock(&ss->commit.mu);
+    int err = ss->commit.stop ? ERR_UNAVAILABLE : start_locked(ss);
+    pthread_mutex_unlock(&ss->commit.mu);
+    return err;
+}
+
 int sq_write(struct sqlite_store *ss, sq_apply apply, void *arg) {
     assert(!on_committer); /* a job must not write through the queue it runs in */
     struct sq_commit *cm = &ss->commit;
@@ -211,13 +268,9 @@ int sq_write(struct sqlite_store *ss, sq_apply apply, void *arg) {
         pthread_mutex_unlock(&cm->mu);
         return ERR_UNAVAILABLE;
     }
-    if (!cm->running) {
-        if (pthread_create(&cm->thread, NULL, committer_main, ss) != 0) {
-            pthread_mutex_unlock(&cm->mu);
-            LOG_ERROR(MOD, "op=group_commit msg=\"cannot start the committer thread\"");
-            return ERR_UNAVAILABLE;
-        }
-        cm->running = 1;
+    if (start_locked(ss)) {
+        pthread_mutex_unlock(&cm->mu);
+        return ERR_UNAVAILABLE;
     }
     sem_init(&j.done, 0, 0);
     if (cm->tail)

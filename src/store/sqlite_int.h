@@ -141,6 +141,9 @@ typedef int (*sq_apply)(struct conn *c, void *arg);
 int sq_write(struct sqlite_store *ss, sq_apply apply, void *arg);
 
 void sq_commit_init(struct sqlite_store *ss);
+/* Starts the committer now rather than on the first write, so it watches
+ * for other processes' commits (sqlite_commit.c design note 7). */
+int sq_commit_start(struct sqlite_store *ss);
 /* Lets the committer finish what is queued, joins it and frees its state:
  * the store is closing, and no sq_write may run at the same time or after. */
 void sq_commit_stop(struct sqlite_store *ss);
@@ -165,6 +168,8 @@ void sq_seatmap_free(struct sq_seatmap *m);
 int sq_seatmap_page(struct sq_seatmap *m, struct conn *c, int64_t concert_id, int64_t session_id,
                     int64_t after, int64_t limit, struct arena *a, struct store_seat **out,
                     size_t *n);
+/* Forgets every session (another process wrote; sqlite_seatmap.c note 4). */
+void sq_seatmap_flush(struct sq_seatmap *m);
 /* Applies a committed batch's changes (the committer, before waking writers). */
 void sq_seatmap_apply(struct sq_seatmap *m, const struct sq_seat_change *ch, size_t n);
 

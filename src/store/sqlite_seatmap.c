@@ -26,10 +26,12 @@
  *      before its SQL and installs its result only if gen has not moved,
  *      else the page is answered from SQL and the session loads another
  *      time.
- *   4. Other processes. Only this process's committer reports; a seat
- *      changed by another process (an operator's sqlite3 shell) shows after
- *      at most SM_RELOAD_MS, when the session is read again. New sessions
- *      (`concertd import`) are never stale: a missing session is not cached.
+ *   4. Other processes. Only this process's committer reports. Every
+ *      write of this process goes through the committer, so its connection's
+ *      PRAGMA data_version moves only when another process commits (an
+ *      operator's sqlite3 shell, `concertd import`); the committer looks
+ *      every second and then empties the map (sq_seatmap_flush), so such a
+ *      change shows within a second. A missing session is never cached.
  *   5. Memory. About 24 bytes a seat (10 M seats: 240 MB). Sessions are not
  *      loaded past --seat-cache bytes; their pages come from SQL. 0 turns
  *      the map off. Grades are interned once for the store's lifetime, so a
@@ -43,13 +45,11 @@
 #include "core/arena.h"
 #include "core/err.h"
 #include "core/log.h"
-#include "core/timeutil.h"
 #include "core/xmalloc.h"
 #include "store/sqlite_int.h"
 
 #define MOD "store"
 #define SM_STRIPES 4096
-#define SM_RELOAD_MS 60000 /* design note 4 */
 #define SM_GRADES 1024
 
 struct sm_seat {
@@ -62,7 +62,6 @@ struct sm_seat {
 
 struct sm_session {
     int64_t id, concert_id;
-    int64_t loaded_at; /* monotonic ms */
     size_t n;
     int ids_ascend;        /* seat ids grow with seat numbers: find an id by binary search */
     struct sm_seat *seats; /* by seat number */
@@ -211,7 +210,6 @@ static int load(struct sq_seatmap *m, struct conn *c, int64_t session_id,
         free(x);
         return err;
     }
-    x->loaded_at = time_mono_ms();
     *out = x;
     return 0;
 }
@@ -255,10 +253,9 @@ int sq_seatmap_page(struct sq_seatmap *m, struct conn *c, int64_t concert_id, in
                     size_t *n) {
     if (!m) return ERR_LIMIT;
     struct sm_stripe *st = stripe_of(m, session_id);
-    int64_t now = time_mono_ms();
     pthread_mutex_lock(&st->mu);
     struct sm_session *x = find(st, session_id);
-    if (x && now - x->loaded_at < SM_RELOAD_MS) {
+    if (x) {
         int err = page_of(m, x, concert_id, after, limit, a, out, n);
         pthread_mutex_unlock(&st->mu);
         return err;
@@ -279,7 +276,7 @@ int sq_seatmap_page(struct sq_seatmap *m, struct conn *c, int64_t concert_id, in
     }
     struct sm_session **link = &st->head;
     while (*link && (*link)->id != session_id) link = &(*link)->next;
-    if (*link) { /* a stale entry (note 4), or another thread loaded it meanwhile */
+    if (*link) { /* another thread loaded it meanwhile */
         struct sm_session *old = *link;
         *link = old->next;
         free_session(m, old);
@@ -305,6 +302,21 @@ static struct sm_seat *seat_by_id(struct sm_session *x, int64_t id) {
             hi = mid;
     }
     return NULL;
+}
+
+void sq_seatmap_flush(struct sq_seatmap *m) {
+    if (!m) return;
+    for (int i = 0; i < SM_STRIPES; i++) {
+        struct sm_stripe *st = &m->stripe[i];
+        pthread_mutex_lock(&st->mu);
+        st->gen++; /* a load in flight may have read the old rows */
+        for (struct sm_session *x = st->head, *next; x; x = next) {
+            next = x->next;
+            free_session(m, x);
+        }
+        st->head = NULL;
+        pthread_mutex_unlock(&st->mu);
+    }
 }
 
 void sq_seatmap_apply(struct sq_seatmap *m, const struct sq_seat_change *ch, size_t n) {

@@ -105,3 +105,20 @@ def test_refused_hold_leaves_the_page_unchanged(server):
     assert r.status == 409, r
     assert page_numbers(srv, cid, sid) == [n for n in range(1, SEATS + 1) if n != 20]
     check_invariants(srv.db_path)
+
+
+def test_a_write_by_another_process_shows_within_a_second_or_two(server):
+    """Seats taken behind the server's back (an operator's sqlite3 shell)
+    leave the page although the session was already in memory."""
+    from test_catalog import set_status
+    srv = server()
+    cid, sid = 2, sessions_of(srv, 2)[1]["sessionId"]
+    assert page_numbers(srv, cid, sid) == list(range(1, SEATS + 1))  # in memory now
+    set_status(srv.db_path, sid, [5, 6], "SOLD")
+    want = [n for n in range(1, SEATS + 1) if n not in (5, 6)]
+    t0 = time.monotonic()
+    while page_numbers(srv, cid, sid) != want:
+        assert time.monotonic() - t0 < 2.5, "another process's write never showed"
+        time.sleep(0.05)
+    counts = {s["sessionId"]: s["availableSeats"] for s in sessions_of(srv, cid)}
+    assert counts[sid] == SEATS - 2
