@@ -54,7 +54,12 @@
  *      the client had. The sweeper and the close notification take
  *      sweep_mu, and libmicrohttpd calls the notification before it closes
  *      the socket, so the sweeper never touches a descriptor that was
- *      closed and reused. */
+ *      closed and reused.
+ *   6. A route's precheck (api.h) runs on the event thread once the
+ *      request is in, before a write is handed to the pool. The abuse
+ *      limits live there (api/limits.h), so the 429s of a flood are
+ *      answered on the thread that read them: no suspend, no pool thread
+ *      woken, no resume, no lock shared with the pool. */
 #include "http/server.h"
 
 #include <arpa/inet.h>
@@ -497,20 +502,29 @@ static int body_append(struct request *rq, const char *data, size_t n) {
     return 0;
 }
 
-static void dispatch(struct request *rq) {
+/* Once the whole request is in, on its event thread: the 413 of a body
+ * over the limit, else the route's precheck (design note 6). Returns 1
+ * when rq->res holds the answer, 0 when the handler is to run. */
+static int precheck(struct request *rq) {
     struct api_req *r = &rq->req;
-    if (rq->too_large) {
+    if (rq->too_large) { /* also over an answer decided early */
         api_error(r, &rq->res, 413, "PAYLOAD_TOO_LARGE", "request body exceeds %zu bytes",
                   rq->srv->o.max_body);
-        return;
+        return 1;
     }
+    if (rq->answered) return 1;
     if (rq->body) {
         rq->body[rq->len] = '\0';
         r->body = rq->body;
         r->body_len = rq->len;
     }
-    rq->route->handler(r, &rq->res);
-    if (rq->res.status == 0) api_fail(r, &rq->res, ERR_INTERNAL, NULL);
+    if (rq->route->precheck) rq->route->precheck(r, &rq->res);
+    return rq->res.status != 0;
+}
+
+static void dispatch(struct request *rq) {
+    rq->route->handler(&rq->req, &rq->res);
+    if (rq->res.status == 0) api_fail(&rq->req, &rq->res, ERR_INTERNAL, NULL);
 }
 
 /* A request counts as in flight from the moment its answer is being made
@@ -577,7 +591,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (rq->deferred) return respond(rq); /* resumed: the pool made the answer */
     set_deadline(rq->srv, conn, 0, 1); /* the request is in whole */
     count_in_flight(rq);
-    if (!rq->too_large && !rq->answered && wants_pool(rq)) {
+    if (precheck(rq)) return respond(rq);
+    if (wants_pool(rq)) {
         rq->deferred = 1;
         rq->job.fn = run_deferred;
         rq->job.arg = rq;
@@ -585,7 +600,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         workq_push(rq->srv->writes, &rq->job);
         return MHD_YES;
     }
-    if (rq->too_large || !rq->answered) dispatch(rq);
+    dispatch(rq);
     return respond(rq);
 }
 
