@@ -330,8 +330,8 @@ static void classic_reserve(struct api_req *r, struct api_res *w) {
     booking_rules_from_config(r->env->cfg, &b);
     struct store_reservation res;
     char err[256] = "";
-    int rc = booking_hold_numbers(r->env->store, r->arena, &b, h, time_now_ms(), &res, err,
-                                  sizeof(err));
+    int rc =
+        booking_hold_numbers(r->env->store, r->arena, &b, h, time_now_ms(), &res, err, sizeof(err));
     if (rc)
         api_hold_refused(r, w, rc, h, err);
     else

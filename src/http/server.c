@@ -59,7 +59,14 @@
  *      request is in, before a write is handed to the pool. The abuse
  *      limits live there (api/limits.h), so the 429s of a flood are
  *      answered on the thread that read them: no suspend, no pool thread
- *      woken, no resume, no lock shared with the pool. */
+ *      woken, no resume, no lock shared with the pool.
+ *   7. The per-address limits key on the socket's peer. Behind a proxy
+ *      that is the proxy, so with --trusted-proxies a request whose peer
+ *      is one of them is keyed on the client its X-Forwarded-For names
+ *      (the rightmost address no trusted proxy vouches for beyond,
+ *      core/netaddr.h); from any other peer the header is ignored, so a
+ *      client cannot pick its own bucket. The per-IP connection limit
+ *      stays libmicrohttpd's, on the peer. */
 #include "http/server.h"
 
 #include <arpa/inet.h>
@@ -71,6 +78,7 @@
 #include <sys/socket.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 #include <sys/resource.h>
 #include <time.h>
@@ -81,6 +89,7 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "core/netaddr.h"
 #include "core/num.h"
 #include "core/timeutil.h"
 #include "core/workq.h"
@@ -102,6 +111,7 @@ struct http_server {
     const struct api_env *env;
     struct http_opts o;
     struct workq *writes; /* NULL: every handler runs on the event threads */
+    struct netaddr_list *trusted; /* --trusted-proxies; NULL: none (design note 7) */
     int port;
     atomic_long in_flight;
     atomic_int stopping; /* set by http_stop(): responses close their connection */
@@ -310,28 +320,40 @@ static void *sweep(void *arg) {
     return NULL;
 }
 
-/* The client's address as a rate-limit key: an IPv4 address (also when
- * IPv4-mapped) whole, an IPv6 address by its /64, which is what one
- * subscriber is usually given. Tagged so the two never collide. */
-static uint64_t peer_key(struct MHD_Connection *conn) {
+/* X-Forwarded-For, every such header joined with commas in order, in the
+ * arena; NULL when there is none. */
+struct xff {
+    struct arena *a;
+    char *v;
+};
+
+static enum MHD_Result join_xff(void *cls, enum MHD_ValueKind kind, const char *key,
+                                size_t key_size, const char *value, size_t value_size) {
+    (void)kind;
+    struct xff *x = cls;
+    static const char name[] = "X-Forwarded-For";
+    if (key_size != sizeof(name) - 1 || strncasecmp(key, name, key_size) != 0 || !value)
+        return MHD_YES;
+    x->v = x->v ? arena_sprintf(x->a, "%s,%.*s", x->v, (int)value_size, value)
+                : arena_sprintf(x->a, "%.*s", (int)value_size, value);
+    return MHD_YES;
+}
+
+/* The client's address as a rate-limit key (core/netaddr.h): the socket's
+ * peer, or, when the peer is one of --trusted-proxies, the client its
+ * X-Forwarded-For names (design note 7). */
+static uint64_t peer_key(const struct http_server *srv, struct MHD_Connection *conn,
+                         struct arena *a) {
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-    const struct sockaddr *sa = ci ? ci->client_addr : NULL;
-    if (!sa) return 0;
-    if (sa->sa_family == AF_INET) {
-        const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)sa;
-        return (UINT64_C(4) << 56) | ntohl(in->sin_addr.s_addr);
+    struct netaddr peer;
+    netaddr_from_sockaddr(ci ? ci->client_addr : NULL, &peer);
+    if (srv->trusted && netaddr_list_has(srv->trusted, &peer)) {
+        struct xff x = {a, NULL};
+        MHD_get_connection_values_n(conn, MHD_HEADER_KIND, join_xff, &x);
+        netaddr_forwarded_client(srv->trusted, x.v, &peer);
     }
-    if (sa->sa_family != AF_INET6) return 0;
-    const unsigned char *b = ((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr.s6_addr;
-    static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-    uint64_t k = 0;
-    if (memcmp(b, mapped, sizeof(mapped)) == 0) {
-        for (int i = 12; i < 16; i++) k = k << 8 | b[i];
-        return (UINT64_C(4) << 56) | k;
-    }
-    for (int i = 0; i < 8; i++) k = k << 8 | b[i];
-    return k ^ (UINT64_C(6) << 56);
+    return netaddr_key(&peer);
 }
 
 static struct request *request_new(struct http_server *srv, struct MHD_Connection *conn,
@@ -350,7 +372,7 @@ static struct request *request_new(struct http_server *srv, struct MHD_Connectio
     rq->req.header = get_header;
     rq->req.query = get_query;
     rq->req.transport = conn;
-    rq->req.peer = peer_key(conn);
+    rq->req.peer = peer_key(srv, conn, a);
     set_request_id(rq);
     rq->req.request_id = rq->request_id;
     return rq;
@@ -698,8 +720,17 @@ int http_start(const struct http_opts *o, const struct api_env *env, struct http
     if (parse_listen(o->listen, &ss, &is_v6, errbuf, errlen)) return ERR_INVALID;
     unsigned nofile = raise_nofile(o->max_connections);
 
+    struct netaddr_list *trusted = NULL;
+    if (o->trusted_proxies && *o->trusted_proxies) {
+        char why[160];
+        if (netaddr_list_parse(o->trusted_proxies, &trusted, why, sizeof(why))) {
+            snprintf(errbuf, errlen, "invalid --trusted-proxies: %s", why);
+            return ERR_INVALID;
+        }
+    }
     struct http_server *srv = xcalloc(1, sizeof(*srv));
     srv->o = *o;
+    srv->trusted = trusted;
     if (o->request_timeout_ms > 0) {
         srv->nfds = nofile;
         srv->deadline = xcalloc(nofile, sizeof(*srv->deadline));
@@ -717,6 +748,7 @@ int http_start(const struct http_opts *o, const struct api_env *env, struct http
     if (o->write_workers > 0 && !(srv->writes = workq_start(o->write_workers, "write"))) {
         snprintf(errbuf, errlen, "cannot start %d write workers", o->write_workers);
         router_free(srv->router);
+        netaddr_list_free(srv->trusted);
         free(srv);
         return ERR_IO;
     }
@@ -743,6 +775,7 @@ int http_start(const struct http_opts *o, const struct api_env *env, struct http
         workq_stop(srv->writes);
         router_free(srv->router);
         free(srv->deadline);
+        netaddr_list_free(srv->trusted);
         free(srv);
         return ERR_IO;
     }
@@ -810,6 +843,7 @@ void http_stop(struct http_server *s) {
         LOG_INFO("http", "slow clients cut=%ld", atomic_load(&s->cut));
     }
     router_free(s->router);
+    netaddr_list_free(s->trusted);
     free(s);
     LOG_INFO("http", "stopped");
 }
