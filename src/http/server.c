@@ -69,7 +69,6 @@
  *      stays libmicrohttpd's, on the peer. */
 #include "http/server.h"
 
-#include <arpa/inet.h>
 #include <microhttpd.h>
 #include <netdb.h>
 #include <pthread.h>
@@ -320,11 +319,11 @@ static void *sweep(void *arg) {
     return NULL;
 }
 
-/* X-Forwarded-For, every such header joined with commas in order, in the
- * arena; NULL when there is none. */
+/* X-Forwarded-For, every such header joined with commas in order: a
+ * first pass (buf NULL) adds up the length, a second copies into buf. */
 struct xff {
-    struct arena *a;
-    char *v;
+    char *buf;
+    size_t len;
 };
 
 static enum MHD_Result join_xff(void *cls, enum MHD_ValueKind kind, const char *key,
@@ -334,8 +333,10 @@ static enum MHD_Result join_xff(void *cls, enum MHD_ValueKind kind, const char *
     static const char name[] = "X-Forwarded-For";
     if (key_size != sizeof(name) - 1 || strncasecmp(key, name, key_size) != 0 || !value)
         return MHD_YES;
-    x->v = x->v ? arena_sprintf(x->a, "%s,%.*s", x->v, (int)value_size, value)
-                : arena_sprintf(x->a, "%.*s", (int)value_size, value);
+    if (x->buf && x->len) x->buf[x->len] = ',';
+    if (x->len) x->len++;
+    if (x->buf) memcpy(x->buf + x->len, value, value_size);
+    x->len += value_size;
     return MHD_YES;
 }
 
@@ -349,9 +350,15 @@ static uint64_t peer_key(const struct http_server *srv, struct MHD_Connection *c
     struct netaddr peer;
     netaddr_from_sockaddr(ci ? ci->client_addr : NULL, &peer);
     if (srv->trusted && netaddr_list_has(srv->trusted, &peer)) {
-        struct xff x = {a, NULL};
+        struct xff x = {NULL, 0};
         MHD_get_connection_values_n(conn, MHD_HEADER_KIND, join_xff, &x);
-        netaddr_forwarded_client(srv->trusted, x.v, &peer);
+        if (x.len) {
+            x.buf = arena_alloc(a, x.len + 1);
+            x.len = 0;
+            MHD_get_connection_values_n(conn, MHD_HEADER_KIND, join_xff, &x);
+            x.buf[x.len] = '\0';
+            netaddr_forwarded_client(srv->trusted, x.buf, &peer);
+        }
     }
     return netaddr_key(&peer);
 }

@@ -3,6 +3,7 @@ user on entering the waiting room and on holds (429 RATE_LIMITED with
 Retry-After), the cap on live holds per user (409 TOO_MANY_HOLDS), and the
 request deadline that cuts slow clients (slowloris)."""
 
+import json
 import socket
 import time
 
@@ -163,8 +164,20 @@ def test_a_trusted_proxy_gives_each_forwarded_client_its_own_bucket(server):
     assert enter_via(srv, 917, f"{a}, 10.1.1.1, {b}").status == 201
     assert_limited(enter_via(srv, 918, b), "address")
     assert enter_via(srv, 919).status == 201   # no header: the proxy itself
+    # several X-Forwarded-For headers are one list, in order
+    assert raw_enter(srv, 920, ["198.51.100.1", a]).status == 429
+    assert raw_enter(srv, 921, [a, "198.51.100.77"]).status == 201
     s = stats(srv)
-    assert s["waiting"] + s["active"] == 5
+    assert s["waiting"] + s["active"] == 6
+
+
+def raw_enter(srv, uid, forwarded):
+    """Enters uid with one X-Forwarded-For header per entry of forwarded."""
+    body = json.dumps({"userId": uid}).encode()
+    head = "".join(f"X-Forwarded-For: {v}\r\n" for v in forwarded)
+    return srv.raw(f"POST /api/v1/waiting-queues HTTP/1.1\r\nHost: x\r\n{head}"
+                   f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+                   .encode() + body)
 
 
 def test_a_trusted_proxy_keys_holds_on_the_forwarded_client(server):
