@@ -7,8 +7,10 @@ Approved and declined payments, the circuit breaker opening on failures
 half-open, a gateway slower than --pg-timeout (202 PENDING, then reconciled
 to CONFIRMED, the hold not expiring meanwhile), and kill -9 of concertd
 while the gateway is charging: after the restart exactly one charge and a
-CONFIRMED reservation. Every test ends by comparing mockpg's charges with
-the database: no charge lost, none made twice, no seat sold unpaid."""
+CONFIRMED reservation; and rate-limited holds refused at once while the
+only write worker waits on the gateway. Every test ends by comparing
+mockpg's charges with the database: no charge lost, none made twice, no
+seat sold unpaid."""
 
 import json
 import re
