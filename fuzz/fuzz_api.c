@@ -126,7 +126,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     r.request_id = "fuzz";
     r.header = fake_header;
     r.query = fake_query;
-    route->handler(&r, &w);
+    if (route->precheck) route->precheck(&r, &w); /* as http/ does: the precheck first */
+    if (w.status == 0) route->handler(&r, &w);
     if (w.status < 200 || w.status > 599 || w.status == 500) {
         fprintf(stderr, "fuzz_api: %s answered %d: %.*s\n", route->pattern, w.status,
                 (int)w.body_len, w.body ? w.body : "");

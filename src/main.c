@@ -226,6 +226,7 @@ static int serve(const struct config *c) {
         .count_requests = c->metrics != 0,
         .access_log = c->access_log != 0,
         .request_timeout_ms = c->request_timeout_ms,
+        .trusted_proxies = c->trusted_proxies,
     };
     struct http_server *http = NULL;
     if (o.access_log && log_level <= LOG_LEVEL_INFO && log_access_buffer_start())

@@ -60,6 +60,7 @@ struct api_req {
     const char *request_id;
     int64_t user_id; /* the caller once a handler knows it (0 = not known), for the access log */
     uint64_t peer; /* the client's address as a rate-limit key (IPv6: its /64); 0 unknown */
+    void *state;   /* what the route's precheck decoded, for its handler (arena); NULL */
 
     /* Installed by http/. Return NULL when absent; a query parameter given
      * without a value ("?limit") reads as "". */
@@ -87,10 +88,18 @@ struct api_route {
     int methods;         /* bitmask of enum api_method (GET implies HEAD) */
     const char *pattern; /* "/api/v1/concerts/{cid}/sessions": {name} is a positive int64 */
     api_handler handler;
+    /* NULL, or the cheap first half of handler, which http/ runs first, on
+     * the thread the request arrived on, once its body is in: for a request
+     * that changes state, before it is handed to the write pool. It either
+     * answers (w->status set: the request is refused there, a 429 without
+     * any thread hand-off) or leaves w alone and may leave what it decoded
+     * in r->state; then handler runs. It must not wait on a commit: only
+     * what a read may do (memory, a waiting-room lookup). */
+    api_handler precheck;
 };
 
 /* Route tables, each ending with an entry whose pattern is NULL. http/
- * serves all of them. */
+ * serves all of them: a route's precheck (if any), then its handler. */
 extern const struct api_route api_routes_v1[];
 extern const struct api_route api_routes_classic[]; /* DESIGN.md 4.2, api/classic.c */
 extern const struct api_route api_routes_web[];     /* the pages of web/, api/web.c */

@@ -26,6 +26,8 @@
  * (waitroom_check_user): 401 TOKEN_MISSING when the user holds none, 403
  * TOKEN_NOT_ACTIVE when it is WAITING or its time is up. The body is
  * decoded before the gate, since it is where the user is named. */
+#include <assert.h>
+
 #include "api/auth.h"
 #include "api/limits.h"
 #include "api/routes.h"
@@ -132,13 +134,20 @@ static void reply_token(struct api_req *r, struct api_res *w, const struct waitr
     finish(w, &j);
 }
 
-static void classic_token_enter(struct api_req *r, struct api_res *w) {
+/* Entering's precheck (api.h): the body, the caller, the rate limits; the
+ * user goes to classic_token_enter in r->user_id. */
+static void classic_token_enter_check(struct api_req *r, struct api_res *w) {
     static const char *const keys[] = {"userId", NULL};
     int64_t user;
     json_t *o = body_of(r, w, keys, &user);
     if (!o) return;
     json_decref(o);
-    if (api_limit(r, w, API_LIMIT_ENTER, user)) return;
+    api_limit(r, w, API_LIMIT_ENTER, user);
+}
+
+static void classic_token_enter(struct api_req *r, struct api_res *w) {
+    int64_t user = r->user_id; /* classic_token_enter_check passed it */
+    assert(user > 0);
     struct waitroom_view v;
     int created;
     int rc = waitroom_enter(r->env->waitroom, user, time_now_ms(), &v, &created);
@@ -301,22 +310,30 @@ static void reply_hold(struct api_req *r, struct api_res *w, const struct store_
     finish(w, &j);
 }
 
-static void classic_reserve(struct api_req *r, struct api_res *w) {
+/* The hold's precheck (api.h): the body, the caller, the gate, the rate
+ * limits; the decoded hold goes to classic_reserve in r->state. */
+static void classic_reserve_check(struct api_req *r, struct api_res *w) {
     static const char *const keys[] = {"userId", "concertId", "scheduleId", "seatIdList", NULL};
-    struct store_hold h = {0};
-    json_t *o = body_of(r, w, keys, &h.user_id);
+    struct store_hold *h = arena_calloc(r->arena, 1, sizeof(*h));
+    json_t *o = body_of(r, w, keys, &h->user_id);
     if (!o) return;
-    int rc = decode_hold(r, w, o, &h);
+    int rc = decode_hold(r, w, o, h);
     json_decref(o);
-    if (rc || gate(r, w, h.user_id) || api_limit(r, w, API_LIMIT_HOLD, h.user_id)) return;
+    if (rc || gate(r, w, h->user_id) || api_limit(r, w, API_LIMIT_HOLD, h->user_id)) return;
+    r->state = h;
+}
+
+static void classic_reserve(struct api_req *r, struct api_res *w) {
+    struct store_hold *h = r->state; /* classic_reserve_check passed it */
+    assert(h);
     struct booking_rules b;
     booking_rules_from_config(r->env->cfg, &b);
     struct store_reservation res;
     char err[256] = "";
-    rc = booking_hold_numbers(r->env->store, r->arena, &b, &h, time_now_ms(), &res, err,
-                              sizeof(err));
+    int rc =
+        booking_hold_numbers(r->env->store, r->arena, &b, h, time_now_ms(), &res, err, sizeof(err));
     if (rc)
-        api_hold_refused(r, w, rc, &h, err);
+        api_hold_refused(r, w, rc, h, err);
     else
         reply_hold(r, w, &res);
 }
@@ -359,15 +376,15 @@ static void classic_pay(struct api_req *r, struct api_res *w) {
 /* ---- the table ------------------------------------------------------------------------ */
 
 const struct api_route api_routes_classic[] = {
-    {API_POST, "/api/token", classic_token_enter},
-    {API_GET, "/api/token/{userId}", classic_token_get},
-    {API_GET, "/api/token/status/{userId}", classic_token_status},
-    {API_PUT, "/api/balance/charge", classic_balance_charge},
-    {API_GET, "/api/balance/{userId}", classic_balance_get},
-    {API_GET, "/api/concerts", classic_concerts},
-    {API_GET, "/api/concerts/schedules/{concertId}", classic_schedules},
-    {API_GET, "/api/concerts/seats/{scheduleId}", classic_seats},
-    {API_POST, "/api/reservations/seats", classic_reserve},
-    {API_POST, "/api/reservations/payments", classic_pay},
-    {0, NULL, NULL},
+    {API_POST, "/api/token", classic_token_enter, classic_token_enter_check},
+    {API_GET, "/api/token/{userId}", classic_token_get, NULL},
+    {API_GET, "/api/token/status/{userId}", classic_token_status, NULL},
+    {API_PUT, "/api/balance/charge", classic_balance_charge, NULL},
+    {API_GET, "/api/balance/{userId}", classic_balance_get, NULL},
+    {API_GET, "/api/concerts", classic_concerts, NULL},
+    {API_GET, "/api/concerts/schedules/{concertId}", classic_schedules, NULL},
+    {API_GET, "/api/concerts/seats/{scheduleId}", classic_seats, NULL},
+    {API_POST, "/api/reservations/seats", classic_reserve, classic_reserve_check},
+    {API_POST, "/api/reservations/payments", classic_pay, NULL},
+    {0, NULL, NULL, NULL},
 };

@@ -3,6 +3,7 @@
  *
  * The poll (GET with QUEUE-TOKEN) is the hottest route on an on-sale day:
  * it reads memory through the waitroom service and never touches SQL. */
+#include <assert.h>
 #include <string.h>
 
 #include "api/auth.h"
@@ -51,7 +52,9 @@ static void token_invalid(struct api_req *r, struct api_res *w) {
     api_error(r, w, 401, "TOKEN_INVALID", "unknown queue token");
 }
 
-void api_queue_enter(struct api_req *r, struct api_res *w) {
+/* Entering's precheck (api.h), on the event thread: the body, the bearer,
+ * then the rate limits; the user goes to api_queue_enter in r->user_id. */
+void api_queue_enter_check(struct api_req *r, struct api_res *w) {
     char err[160];
     json_t *o = jd_parse_object(r->body, r->body_len, err, sizeof(err));
     static const char *const keys[] = {"userId", NULL};
@@ -64,7 +67,13 @@ void api_queue_enter(struct api_req *r, struct api_res *w) {
     }
     json_decref(o);
     r->user_id = user;
-    if (api_auth_user(r, w, user) || api_limit(r, w, API_LIMIT_ENTER, user)) return;
+    if (api_auth_user(r, w, user)) return;
+    api_limit(r, w, API_LIMIT_ENTER, user);
+}
+
+void api_queue_enter(struct api_req *r, struct api_res *w) {
+    int64_t user = r->user_id; /* api_queue_enter_check passed it */
+    assert(user > 0);
     struct waitroom_view v;
     int created = 0;
     int rc = waitroom_enter(r->env->waitroom, user, time_now_ms(), &v, &created);

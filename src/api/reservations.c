@@ -8,6 +8,7 @@
  * Decode, call service/booking, encode, map errors to statuses. Every route
  * is behind the waiting-room gate (api_gate): the caller is the user of the
  * ACTIVATED QUEUE-TOKEN, and the owner checks follow from it. */
+#include <assert.h>
 #include <stdio.h>
 
 #include "api/limits.h"
@@ -100,19 +101,30 @@ void api_hold_refused(struct api_req *r, struct api_res *w, int rc, const struct
     }
 }
 
-void api_reservation_create(struct api_req *r, struct api_res *w) {
+/* The hold's precheck (api.h), on the event thread: the gate, the body,
+ * the caller, then the rate limits, so a flood's 429s never reach the
+ * write pool. The decoded hold goes to api_reservation_create. */
+void api_reservation_check(struct api_req *r, struct api_res *w) {
     int64_t caller;
-    struct store_hold h = {.concert_id = r->params[0], .session_id = r->params[1]};
-    if (api_gate(r, w, 0, &caller) || decode_hold(r, w, &h) ||
-        check_caller(r, w, caller, h.user_id) || api_limit(r, w, API_LIMIT_HOLD, h.user_id))
+    struct store_hold *h = arena_calloc(r->arena, 1, sizeof(*h));
+    h->concert_id = r->params[0];
+    h->session_id = r->params[1];
+    if (api_gate(r, w, 0, &caller) || decode_hold(r, w, h) ||
+        check_caller(r, w, caller, h->user_id) || api_limit(r, w, API_LIMIT_HOLD, h->user_id))
         return;
+    r->state = h;
+}
+
+void api_reservation_create(struct api_req *r, struct api_res *w) {
+    struct store_hold *h = r->state; /* api_reservation_check passed it */
+    assert(h);
     struct booking_rules b;
     booking_rules_from_config(r->env->cfg, &b);
     struct store_reservation res;
     char err[256] = "";
-    int rc = booking_hold(r->env->store, r->arena, &b, &h, time_now_ms(), &res, err, sizeof(err));
+    int rc = booking_hold(r->env->store, r->arena, &b, h, time_now_ms(), &res, err, sizeof(err));
     if (rc) {
-        api_hold_refused(r, w, rc, &h, err);
+        api_hold_refused(r, w, rc, h, err);
         return;
     }
     reply_reservation(r, w, 201, &res);

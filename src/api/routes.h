@@ -15,6 +15,7 @@ void api_metrics(struct api_req *r, struct api_res *w);
 void api_concerts_list(struct api_req *r, struct api_res *w);
 void api_sessions_list(struct api_req *r, struct api_res *w);
 void api_seats_list(struct api_req *r, struct api_res *w);
+void api_queue_enter_check(struct api_req *r, struct api_res *w); /* its precheck */
 void api_queue_enter(struct api_req *r, struct api_res *w);
 void api_queue_status(struct api_req *r, struct api_res *w);
 void api_queue_leave(struct api_req *r, struct api_res *w);
@@ -33,6 +34,7 @@ int api_gate(struct api_req *r, struct api_res *w, int64_t want_user, int64_t *u
 int api_gate_check(struct api_req *r, struct api_res *w, int64_t want_user, int *verdict,
                    int64_t *user);
 void api_gate_refuse(struct api_req *r, struct api_res *w, int verdict);
+void api_reservation_check(struct api_req *r, struct api_res *w); /* its precheck */
 void api_reservation_create(struct api_req *r, struct api_res *w);
 void api_reservation_get(struct api_req *r, struct api_res *w);
 void api_reservation_cancel(struct api_req *r, struct api_res *w);

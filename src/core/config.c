@@ -144,6 +144,10 @@ static const struct cfg_option options[] = {
      NULL, "addresses or users each limit tracks at once (fixed memory, 24 bytes each)"},
     {"max-live-holds", OPT_INT, OFF(max_live_holds), "4", 0, 1000, NULL, CMD_SERVE, NULL,
      "live holds one user may have at once, 409 TOO_MANY_HOLDS above (0: no cap)"},
+    {"trusted-proxies", OPT_STRING, OFF(trusted_proxies), NULL, 0, 0, NULL, CMD_SERVE, "LIST",
+     "comma-separated IPs/CIDRs of proxies in front; from them the per-address limits use the "
+     "client in X-Forwarded-For (rightmost address not in the list); none: the header is "
+     "ignored"},
     {"auth-jwt-secret", OPT_STRING, OFF(auth_jwt_secret), NULL, 0, 0, NULL, CMD_SERVE, "SECRET",
      "require Authorization: Bearer <HS256 JWT> whose sub is the user on user routes "
      "(none: off)"},

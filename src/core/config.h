@@ -79,6 +79,7 @@ struct config {
     int64_t limit_table_size;    /* ids each limiter tracks at once */
     int64_t max_live_holds;      /* live holds per user; 0: no cap */
     const char *auth_jwt_secret; /* HS256 secret; NULL: no user authentication */
+    const char *trusted_proxies; /* IPs/CIDRs whose X-Forwarded-For is believed; NULL: none */
 
     /* seed */
     int64_t seed_concerts;

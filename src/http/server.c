@@ -54,10 +54,21 @@
  *      the client had. The sweeper and the close notification take
  *      sweep_mu, and libmicrohttpd calls the notification before it closes
  *      the socket, so the sweeper never touches a descriptor that was
- *      closed and reused. */
+ *      closed and reused.
+ *   6. A route's precheck (api.h) runs on the event thread once the
+ *      request is in, before a write is handed to the pool. The abuse
+ *      limits live there (api/limits.h), so the 429s of a flood are
+ *      answered on the thread that read them: no suspend, no pool thread
+ *      woken, no resume, no lock shared with the pool.
+ *   7. The per-address limits key on the socket's peer. Behind a proxy
+ *      that is the proxy, so with --trusted-proxies a request whose peer
+ *      is one of them is keyed on the client its X-Forwarded-For names
+ *      (the rightmost address no trusted proxy vouches for beyond,
+ *      core/netaddr.h); from any other peer the header is ignored, so a
+ *      client cannot pick its own bucket. The per-IP connection limit
+ *      stays libmicrohttpd's, on the peer. */
 #include "http/server.h"
 
-#include <arpa/inet.h>
 #include <microhttpd.h>
 #include <netdb.h>
 #include <pthread.h>
@@ -66,6 +77,7 @@
 #include <sys/socket.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 #include <sys/resource.h>
 #include <time.h>
@@ -76,6 +88,7 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "core/netaddr.h"
 #include "core/num.h"
 #include "core/timeutil.h"
 #include "core/workq.h"
@@ -97,6 +110,7 @@ struct http_server {
     const struct api_env *env;
     struct http_opts o;
     struct workq *writes; /* NULL: every handler runs on the event threads */
+    struct netaddr_list *trusted; /* --trusted-proxies; NULL: none (design note 7) */
     int port;
     atomic_long in_flight;
     atomic_int stopping; /* set by http_stop(): responses close their connection */
@@ -305,28 +319,48 @@ static void *sweep(void *arg) {
     return NULL;
 }
 
-/* The client's address as a rate-limit key: an IPv4 address (also when
- * IPv4-mapped) whole, an IPv6 address by its /64, which is what one
- * subscriber is usually given. Tagged so the two never collide. */
-static uint64_t peer_key(struct MHD_Connection *conn) {
+/* X-Forwarded-For, every such header joined with commas in order: a
+ * first pass (buf NULL) adds up the length, a second copies into buf. */
+struct xff {
+    char *buf;
+    size_t len;
+};
+
+static enum MHD_Result join_xff(void *cls, enum MHD_ValueKind kind, const char *key,
+                                size_t key_size, const char *value, size_t value_size) {
+    (void)kind;
+    struct xff *x = cls;
+    static const char name[] = "X-Forwarded-For";
+    if (key_size != sizeof(name) - 1 || strncasecmp(key, name, key_size) != 0 || !value)
+        return MHD_YES;
+    if (x->buf && x->len) x->buf[x->len] = ',';
+    if (x->len) x->len++;
+    if (x->buf) memcpy(x->buf + x->len, value, value_size);
+    x->len += value_size;
+    return MHD_YES;
+}
+
+/* The client's address as a rate-limit key (core/netaddr.h): the socket's
+ * peer, or, when the peer is one of --trusted-proxies, the client its
+ * X-Forwarded-For names (design note 7). */
+static uint64_t peer_key(const struct http_server *srv, struct MHD_Connection *conn,
+                         struct arena *a) {
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-    const struct sockaddr *sa = ci ? ci->client_addr : NULL;
-    if (!sa) return 0;
-    if (sa->sa_family == AF_INET) {
-        const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)sa;
-        return (UINT64_C(4) << 56) | ntohl(in->sin_addr.s_addr);
+    struct netaddr peer;
+    netaddr_from_sockaddr(ci ? ci->client_addr : NULL, &peer);
+    if (srv->trusted && netaddr_list_has(srv->trusted, &peer)) {
+        struct xff x = {NULL, 0};
+        MHD_get_connection_values_n(conn, MHD_HEADER_KIND, join_xff, &x);
+        if (x.len) {
+            x.buf = arena_alloc(a, x.len + 1);
+            x.len = 0;
+            MHD_get_connection_values_n(conn, MHD_HEADER_KIND, join_xff, &x);
+            x.buf[x.len] = '\0';
+            netaddr_forwarded_client(srv->trusted, x.buf, &peer);
+        }
     }
-    if (sa->sa_family != AF_INET6) return 0;
-    const unsigned char *b = ((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr.s6_addr;
-    static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-    uint64_t k = 0;
-    if (memcmp(b, mapped, sizeof(mapped)) == 0) {
-        for (int i = 12; i < 16; i++) k = k << 8 | b[i];
-        return (UINT64_C(4) << 56) | k;
-    }
-    for (int i = 0; i < 8; i++) k = k << 8 | b[i];
-    return k ^ (UINT64_C(6) << 56);
+    return netaddr_key(&peer);
 }
 
 static struct request *request_new(struct http_server *srv, struct MHD_Connection *conn,
@@ -345,7 +379,7 @@ static struct request *request_new(struct http_server *srv, struct MHD_Connectio
     rq->req.header = get_header;
     rq->req.query = get_query;
     rq->req.transport = conn;
-    rq->req.peer = peer_key(conn);
+    rq->req.peer = peer_key(srv, conn, a);
     set_request_id(rq);
     rq->req.request_id = rq->request_id;
     return rq;
@@ -497,20 +531,29 @@ static int body_append(struct request *rq, const char *data, size_t n) {
     return 0;
 }
 
-static void dispatch(struct request *rq) {
+/* Once the whole request is in, on its event thread: the 413 of a body
+ * over the limit, else the route's precheck (design note 6). Returns 1
+ * when rq->res holds the answer, 0 when the handler is to run. */
+static int precheck(struct request *rq) {
     struct api_req *r = &rq->req;
-    if (rq->too_large) {
+    if (rq->too_large) { /* also over an answer decided early */
         api_error(r, &rq->res, 413, "PAYLOAD_TOO_LARGE", "request body exceeds %zu bytes",
                   rq->srv->o.max_body);
-        return;
+        return 1;
     }
+    if (rq->answered) return 1;
     if (rq->body) {
         rq->body[rq->len] = '\0';
         r->body = rq->body;
         r->body_len = rq->len;
     }
-    rq->route->handler(r, &rq->res);
-    if (rq->res.status == 0) api_fail(r, &rq->res, ERR_INTERNAL, NULL);
+    if (rq->route->precheck) rq->route->precheck(r, &rq->res);
+    return rq->res.status != 0;
+}
+
+static void dispatch(struct request *rq) {
+    rq->route->handler(&rq->req, &rq->res);
+    if (rq->res.status == 0) api_fail(&rq->req, &rq->res, ERR_INTERNAL, NULL);
 }
 
 /* A request counts as in flight from the moment its answer is being made
@@ -577,7 +620,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (rq->deferred) return respond(rq); /* resumed: the pool made the answer */
     set_deadline(rq->srv, conn, 0, 1); /* the request is in whole */
     count_in_flight(rq);
-    if (!rq->too_large && !rq->answered && wants_pool(rq)) {
+    if (precheck(rq)) return respond(rq);
+    if (wants_pool(rq)) {
         rq->deferred = 1;
         rq->job.fn = run_deferred;
         rq->job.arg = rq;
@@ -585,7 +629,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         workq_push(rq->srv->writes, &rq->job);
         return MHD_YES;
     }
-    if (rq->too_large || !rq->answered) dispatch(rq);
+    dispatch(rq);
     return respond(rq);
 }
 
@@ -683,8 +727,17 @@ int http_start(const struct http_opts *o, const struct api_env *env, struct http
     if (parse_listen(o->listen, &ss, &is_v6, errbuf, errlen)) return ERR_INVALID;
     unsigned nofile = raise_nofile(o->max_connections);
 
+    struct netaddr_list *trusted = NULL;
+    if (o->trusted_proxies && *o->trusted_proxies) {
+        char why[160];
+        if (netaddr_list_parse(o->trusted_proxies, &trusted, why, sizeof(why))) {
+            snprintf(errbuf, errlen, "invalid --trusted-proxies: %s", why);
+            return ERR_INVALID;
+        }
+    }
     struct http_server *srv = xcalloc(1, sizeof(*srv));
     srv->o = *o;
+    srv->trusted = trusted;
     if (o->request_timeout_ms > 0) {
         srv->nfds = nofile;
         srv->deadline = xcalloc(nofile, sizeof(*srv->deadline));
@@ -702,6 +755,7 @@ int http_start(const struct http_opts *o, const struct api_env *env, struct http
     if (o->write_workers > 0 && !(srv->writes = workq_start(o->write_workers, "write"))) {
         snprintf(errbuf, errlen, "cannot start %d write workers", o->write_workers);
         router_free(srv->router);
+        netaddr_list_free(srv->trusted);
         free(srv);
         return ERR_IO;
     }
@@ -728,6 +782,7 @@ int http_start(const struct http_opts *o, const struct api_env *env, struct http
         workq_stop(srv->writes);
         router_free(srv->router);
         free(srv->deadline);
+        netaddr_list_free(srv->trusted);
         free(srv);
         return ERR_IO;
     }
@@ -795,6 +850,7 @@ void http_stop(struct http_server *s) {
         LOG_INFO("http", "slow clients cut=%ld", atomic_load(&s->cut));
     }
     router_free(s->router);
+    netaddr_list_free(s->trusted);
     free(s);
     LOG_INFO("http", "stopped");
 }

@@ -20,6 +20,8 @@ struct http_opts {
     int count_requests; /* observe each request in core/metrics */
     int access_log;     /* one log_access() line per request (at info level) */
     int64_t request_timeout_ms; /* a request (line, headers, body) must arrive within this; 0: none */
+    const char *trusted_proxies; /* "10.0.0.1, 10.1.0.0/16": peers whose X-Forwarded-For names
+                                    the client (server.c note 7); NULL: the header is ignored */
 };
 
 struct http_server;

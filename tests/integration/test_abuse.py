@@ -3,6 +3,7 @@ user on entering the waiting room and on holds (429 RATE_LIMITED with
 Retry-After), the cap on live holds per user (409 TOO_MANY_HOLDS), and the
 request deadline that cuts slow clients (slowloris)."""
 
+import json
 import socket
 import time
 
@@ -118,6 +119,83 @@ def test_expired_holds_do_not_count_against_the_cap(server):
     assert_error(hold(srv, 11, 1, sid, [free[1]]), 409, "TOO_MANY_HOLDS")
     time.sleep(1.2)
     assert hold(srv, 11, 1, sid, [free[1]]).status == 201
+
+
+# ---- behind a proxy (--trusted-proxies) ------------------------------------------
+
+
+def enter_via(srv, uid, xff=None):
+    """Enters uid with an X-Forwarded-For header (when given), as a proxy
+    (or a client pretending to be one) would send it."""
+    headers = {"X-Forwarded-For": xff} if xff is not None else {}
+    return srv.post("/api/v1/waiting-queues", {"userId": uid}, headers=headers, token=None)
+
+
+def test_forwarded_for_from_an_untrusted_peer_is_ignored(server):
+    """A client that is not a trusted proxy cannot pick its own address
+    bucket by sending X-Forwarded-For: every request is its own address's."""
+    srv = server(args=["--limit-enter-ip", "1", "--limit-burst", "2", "--queue-max-active", "1",
+                       "--trusted-proxies", "10.0.0.0/8, 192.0.2.1"], seed=["--users", "0"])
+    assert enter_via(srv, 900, "203.0.113.1").status == 201
+    assert enter_via(srv, 901, "203.0.113.2").status == 201
+    assert_limited(enter_via(srv, 902, "203.0.113.3"), "address")
+    assert_limited(enter_via(srv, 903, "10.0.0.1"), "address")
+    assert_limited(enter_via(srv, 904), "address")
+
+
+def test_a_trusted_proxy_gives_each_forwarded_client_its_own_bucket(server):
+    """From a trusted proxy (here loopback, set through the environment) the
+    client is the rightmost address of X-Forwarded-For the proxy did not
+    vouch for: two clients behind one proxy are limited apart, and what a
+    client writes left of the proxy's entry changes nothing."""
+    srv = server(args=["--limit-enter-ip", "1", "--limit-burst", "2", "--queue-max-active", "1"],
+                 env={"CONCERT_TRUSTED_PROXIES": "127.0.0.0/8, 10.0.0.0/8"},
+                 seed=["--users", "0"])
+    a, b = "203.0.113.1", "203.0.113.2"
+    assert enter_via(srv, 910, a).status == 201
+    assert enter_via(srv, 911, f"198.51.100.9, {a}").status == 201
+    # a's bucket is empty, however a dresses its header up
+    assert_limited(enter_via(srv, 912, a), "address")
+    assert_limited(enter_via(srv, 913, f"{b}, {a}"), "address")
+    assert_limited(enter_via(srv, 914, f"{b}, {a}, 10.9.9.9"), "address")  # past a trusted hop
+    assert_limited(enter_via(srv, 915, f"  {a} "), "address")
+    # b, behind the same proxy, is not held up; nor is the proxy's own address
+    assert enter_via(srv, 916, b).status == 201
+    assert enter_via(srv, 917, f"{a}, 10.1.1.1, {b}").status == 201
+    assert_limited(enter_via(srv, 918, b), "address")
+    assert enter_via(srv, 919).status == 201   # no header: the proxy itself
+    # several X-Forwarded-For headers are one list, in order
+    assert raw_enter(srv, 920, ["198.51.100.1", a]).status == 429
+    assert raw_enter(srv, 921, [a, "198.51.100.77"]).status == 201
+    s = stats(srv)
+    assert s["waiting"] + s["active"] == 6
+
+
+def raw_enter(srv, uid, forwarded):
+    """Enters uid with one X-Forwarded-For header per entry of forwarded."""
+    body = json.dumps({"userId": uid}).encode()
+    head = "".join(f"X-Forwarded-For: {v}\r\n" for v in forwarded)
+    return srv.raw(f"POST /api/v1/waiting-queues HTTP/1.1\r\nHost: x\r\n{head}"
+                   f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+                   .encode() + body)
+
+
+def test_a_trusted_proxy_keys_holds_on_the_forwarded_client(server):
+    srv = server(args=["--limit-hold-ip", "1", "--limit-burst", "1",
+                       "--trusted-proxies", "127.0.0.1"])
+    sid = sessions_of(srv, 1)[0]["sessionId"]
+    free = [s["seatId"] for s in seats_of(srv, 1, sid)[:3]]
+
+    def hold_via(uid, seat, xff):
+        return srv.post(f"/api/v1/concerts/1/sessions/{sid}/reservations",
+                        {"userId": uid, "seatIds": [seat]},
+                        headers={**auth(uid), "X-Forwarded-For": xff})
+    assert hold_via(20, free[0], "2001:db8:1:2::1").status == 201
+    before = state(srv.db_path)
+    # the same /64: the same subscriber, refused
+    assert_limited(hold_via(21, free[1], "2001:db8:1:2::99"), "address")
+    assert_unchanged(before, state(srv.db_path))
+    assert hold_via(22, free[1], "2001:db8:1:3::1").status == 201
 
 
 # ---- slow clients ----------------------------------------------------------------

@@ -12,7 +12,7 @@ from conftest import BIN, assert_ok_json, free_port, http_request, run_cli
 
 SERVE_OPTIONS = ["--listen", "--db", "--workers", "--max-body", "--max-header-bytes",
                  "--connection-timeout", "--max-connections", "--max-connections-per-ip",
-                 "--log-level"]
+                 "--log-level", "--trusted-proxies"]
 SEED_OPTIONS = ["--concerts", "--sessions-per-concert", "--seats-per-session", "--price",
                 "--users", "--balance"]
 
@@ -73,6 +73,9 @@ BAD_SERVE_ARGS = [
     (["--price", "5"], "--price"),            # an option of seed, not serve
     (["--concerts", "2"], "--concerts"),
     (["--workers"], "--workers"),             # missing value
+    (["--trusted-proxies", "proxy.example"], "--trusted-proxies"),
+    (["--trusted-proxies", "10.0.0.0/33"], "--trusted-proxies"),
+    (["--trusted-proxies", "127.0.0.1,"], "--trusted-proxies"),
 ]
 
 
@@ -93,6 +96,7 @@ BAD_ENV = [
     ("CONCERT_MAX_HEADER_BYTES", "-3"),
     ("CONCERT_MAX_CONNECTIONS_PER_IP", "1.5"),
     ("CONCERT_LOG_LEVEL", "loud"),
+    ("CONCERT_TRUSTED_PROXIES", "::1/200"),
 ]
 
 

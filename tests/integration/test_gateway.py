@@ -7,8 +7,10 @@ Approved and declined payments, the circuit breaker opening on failures
 half-open, a gateway slower than --pg-timeout (202 PENDING, then reconciled
 to CONFIRMED, the hold not expiring meanwhile), and kill -9 of concertd
 while the gateway is charging: after the restart exactly one charge and a
-CONFIRMED reservation. Every test ends by comparing mockpg's charges with
-the database: no charge lost, none made twice, no seat sold unpaid."""
+CONFIRMED reservation; and rate-limited holds refused at once while the
+only write worker waits on the gateway. Every test ends by comparing
+mockpg's charges with the database: no charge lost, none made twice, no
+seat sold unpaid."""
 
 import json
 import re
@@ -19,8 +21,8 @@ import time
 
 import pytest
 
-from booking_util import auth, check_invariants, hold, pay, reactivate, rows, scalar, seats_of, \
-    sessions_of
+from booking_util import auth, check_invariants, hold, pay, race, reactivate, rows, scalar, \
+    seats_of, sessions_of
 from conftest import BIN, assert_error, assert_ok_json, free_port, http_request
 
 PRICE = 1000
@@ -342,3 +344,39 @@ def _swallow(fn):
         fn()
     except OSError:
         pass
+
+
+@pytest.mark.fault
+def test_a_rate_limited_hold_is_refused_while_every_write_worker_waits(server, mockpg):
+    """The abuse limits are decided on the event thread, before a request
+    is handed to the write pool (docs/architecture.md): with the only write
+    worker stuck on a slow gateway, four holds of one user (a bucket of one)
+    sent at once: one is let through and waits for the worker, and the
+    rest get their 429 at once rather than after the gateway's 3 s."""
+    srv = card_server(server, mockpg, "--write-workers", "1", "--pg-timeout", "5s",
+                      "--limit-hold-user", "1", "--limit-burst", "1")
+    rid, sid = new_hold(srv, 9, [40])
+    seat = {s["seatNumber"]: s["seatId"] for s in seats_of(srv, 1, sid)}
+    mockpg.faults(latencyMs=3000)
+    result = {}
+    t = threading.Thread(target=lambda: result.update(r=pay(srv, 9, rid, method="card")),
+                         daemon=True)
+    t.start()
+    wait_for("mockpg to take the charge", lambda: mockpg.charges(), 5)
+
+    def timed_hold(i):
+        t0 = time.monotonic()
+        r = hold(srv, 3, 1, sid, [seat[41 + i]])
+        return r, time.monotonic() - t0
+    got = race(4, timed_hold)
+    refused = [took for r, took in got if r.status == 429]
+    assert [r.status for r, _ in got].count(201) >= 1, got
+    assert len(refused) >= 2, got  # a bucket of one refills once a second
+    for r, _ in got:
+        if r.status == 429:
+            assert_error(r, 429, "RATE_LIMITED", "user")
+    assert max(refused) < 1.5, f"429s waited for the write pool: {sorted(refused)}"
+    t.join(10)
+    assert result["r"].status == 201
+    mockpg.faults(latencyMs=0)
+    assert_money_matches(srv, mockpg)
