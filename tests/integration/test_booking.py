@@ -76,13 +76,13 @@ def test_held_seats_leave_the_seat_page_and_the_session_counter(server):
 def test_session_counter_follows_every_change_at_once(server):
     # Between writes the sessions list is served from memory (api/concerts.c);
     # every committed hold, cancel, payment and expiry must show at once.
-    srv = server(args=["--hold-ttl", "1s"])
+    srv = server(args=["--hold-ttl", "3s"])
     sid = first_session(srv, 3)
 
-    def available():
+    def available(reads=3):
         counts = [{s["sessionId"]: s["availableSeats"] for s in sessions_of(srv, 3)}
-                  for _ in range(3)]  # repeated reads: the cached answer
-        assert counts[0] == counts[1] == counts[2], counts
+                  for _ in range(reads)]  # repeated reads: the cached answer
+        assert all(c == counts[0] for c in counts), counts
         return counts[0][sid]
 
     assert available() == SEATS
@@ -94,10 +94,10 @@ def test_session_counter_follows_every_change_at_once(server):
     rid = assert_ok_json(hold(srv, 6, 3, sid, seat_ids(srv, 3, sid, [3])), 201)["reservationId"]
     assert_ok_json(pay(srv, 6, rid), 201)
     assert available() == SEATS - 1
-    hold(srv, 7, 3, sid, seat_ids(srv, 3, sid, [4, 5, 6]))
+    assert_ok_json(hold(srv, 7, 3, sid, seat_ids(srv, 3, sid, [4, 5, 6])), 201)
     assert available() == SEATS - 4
-    deadline = time.monotonic() + 3.0
-    while available() != SEATS - 1:  # the sweeper gives the three back
+    deadline = time.monotonic() + 6.0
+    while available(reads=1) != SEATS - 1:  # the sweeper gives the three back, any moment
         assert time.monotonic() < deadline, "expired hold's seats not counted back"
         time.sleep(0.05)
     check_invariants(srv.db_path)

@@ -79,8 +79,8 @@ def test_page_never_shows_a_seat_held_for_the_whole_request(server):
     check_invariants(srv.db_path)
 
 
-def test_page_shows_a_hold_at_once_and_its_expiry_within_a_second(server):
-    srv = server(args=NO_CAPS + ["--hold-ttl", "1s"])
+def test_page_shows_a_hold_at_once_and_its_expiry_soon_after(server):
+    srv = server(args=NO_CAPS + ["--hold-ttl", "3s"])
     cid, sid = 3, sessions_of(srv, 3)[1]["sessionId"]
     by_number = {s["seatNumber"]: s["seatId"] for s in seats_of(srv, cid, sid)}
     assert page_numbers(srv, cid, sid) == list(range(1, SEATS + 1))  # the page is in memory now
@@ -89,7 +89,7 @@ def test_page_shows_a_hold_at_once_and_its_expiry_within_a_second(server):
     assert page_numbers(srv, cid, sid) == gone
     t0 = time.monotonic()
     while page_numbers(srv, cid, sid) != list(range(1, SEATS + 1)):
-        assert time.monotonic() - t0 < 3.0, "expired seats not listed again"
+        assert time.monotonic() - t0 < 6.0, "expired seats not listed again"
         time.sleep(0.05)
     check_invariants(srv.db_path)
 
