@@ -720,6 +720,16 @@ static unsigned raise_nofile(unsigned want) {
     return rl.rlim_cur < DEADLINE_FDS_MAX ? (unsigned)rl.rlim_cur : DEADLINE_FDS_MAX;
 }
 
+/* Frees a server whose daemon never started (http_start's failures). */
+static void free_unstarted(struct http_server *srv) {
+    workq_stop(srv->writes);
+    router_free(srv->router);
+    if (srv->deadline) pthread_mutex_destroy(&srv->sweep_mu);
+    free(srv->deadline);
+    netaddr_list_free(srv->trusted);
+    free(srv);
+}
+
 int http_start(const struct http_opts *o, const struct api_env *env, struct http_server **out,
                char *errbuf, size_t errlen) {
     struct sockaddr_storage ss;
@@ -754,9 +764,7 @@ int http_start(const struct http_opts *o, const struct api_env *env, struct http
                      MHD_USE_TURBO | MHD_ALLOW_SUSPEND_RESUME;
     if (o->write_workers > 0 && !(srv->writes = workq_start(o->write_workers, "write"))) {
         snprintf(errbuf, errlen, "cannot start %d write workers", o->write_workers);
-        router_free(srv->router);
-        netaddr_list_free(srv->trusted);
-        free(srv);
+        free_unstarted(srv);
         return ERR_IO;
     }
     if (is_v6) flags |= MHD_USE_IPv6;
@@ -779,11 +787,7 @@ int http_start(const struct http_opts *o, const struct api_env *env, struct http
     if (!srv->d) {
         snprintf(errbuf, errlen, "cannot listen on %s (address in use or not available?)",
                  o->listen);
-        workq_stop(srv->writes);
-        router_free(srv->router);
-        free(srv->deadline);
-        netaddr_list_free(srv->trusted);
-        free(srv);
+        free_unstarted(srv);
         return ERR_IO;
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv->d, MHD_DAEMON_INFO_BIND_PORT);
