@@ -6,6 +6,7 @@ compose file parses and its services, ports and mounted files agree with
 the configs beside it; HAProxy accepts its config; the Dockerfile's
 runtime stage has every library concertd links."""
 
+import ipaddress
 import json
 import re
 import shutil
@@ -180,6 +181,13 @@ def test_compose_services_ports_and_files_agree():
     assert {(h, int(p)) for _, h, p in servers} == {
         ("concertd1", listen_port(svc["concertd1"]["command"])),
         ("concertd2", listen_port(svc["concertd2"]["command"]))}
+    # HAProxy names the client in X-Forwarded-For, and concertd trusts
+    # HAProxy's address, and only that, for it.
+    assert re.search(r"^\s*option forwardfor\b", cfg, re.M)
+    haproxy_ip = svc["haproxy"]["networks"]["default"]["ipv4_address"]
+    assert c["x-concertd"]["environment"]["CONCERT_TRUSTED_PROXIES"] == haproxy_ip
+    subnet = c["networks"]["default"]["ipam"]["config"][0]["subnet"]
+    assert ipaddress.ip_address(haproxy_ip) in ipaddress.ip_network(subnet)
     bound = {int(p) for p in re.findall(r"^\s*bind \*:(\d+)", cfg, re.M)}
     published = {int(p.split(":")[1]) for p in svc["haproxy"]["ports"]}
     assert published == bound
