@@ -39,7 +39,15 @@
  *   5. Bulk inserts generate seats inside PostgreSQL (generate_series, one
  *      INSERT ... SELECT per block of seats), in one transaction with one
  *      durable COMMIT. Ids come from identity columns, so later inserts
- *      never collide with seeded rows. */
+ *      never collide with seeded rows.
+ *   6. Owed savepoints. Between two jobs of a batch the committer owes
+ *      RELEASE job; SAVEPOINT job (pg_commit.c note 6). It is not sent on
+ *      its own: the next statement carries it, in the same round trip: a
+ *      simple query as a prefix of its text, a prepared one in pipeline
+ *      mode (libpq >= 14) as two statements queued before it and one sync.
+ *      If the prefix fails, the job's savepoint is not known any more
+ *      (lost_savepoint): the committer fails the whole batch instead of
+ *      rolling back to a savepoint that may be the previous job's. */
 #include "store/store.h"
 
 #include <inttypes.h>
@@ -187,6 +195,7 @@ static PGconn *connect_url(const char *url) {
 static int reconnect(struct pgconn *c) {
     if (c->db) PQfinish(c->db);
     memset(c->cache, 0, sizeof(c->cache));
+    c->owe_savepoint = 0;
     c->db = connect_url(c->owner->url);
     return c->db && PQstatus(c->db) == CONNECTION_OK ? 0 : ERR_UNAVAILABLE;
 }
@@ -292,6 +301,54 @@ static int prepared_slot(struct pgconn *c, const char *sql, const char *op, int 
     return -1;
 }
 
+/* Design note 6: the owed savepoint statements and prepared statement name
+ * in one round trip. The statement's result, or NULL (*err set) when the
+ * prefix failed or the connection broke. Results come in order, each but
+ * the sync's followed by a NULL: RELEASE, SAVEPOINT, the statement, sync. */
+static PGresult *exec_owing(struct pgconn *c, const char *name, const struct pg_args *a,
+                            const char *op, int *err) {
+    static const char *const owed[] = {"RELEASE job", "SAVEPOINT job"};
+    PGconn *db = c->db;
+    c->owe_savepoint = 0;
+    int ok = PQenterPipelineMode(db);
+    for (size_t i = 0; ok && i < 2; i++)
+        ok = PQsendQueryParams(db, owed[i], 0, NULL, NULL, NULL, NULL, 0);
+    ok = ok && PQsendQueryPrepared(db, name, a ? a->n : 0, a ? a->v : NULL, NULL, NULL, 0) &&
+         PQpipelineSync(db);
+    PGresult *out = NULL;
+    int synced = 0;
+    for (int k = 0, nulls = 0; ok && !synced && nulls < 8;) {
+        PGresult *r = PQgetResult(db);
+        if (!r) {
+            if (PQstatus(db) != CONNECTION_OK) break;
+            nulls++;
+            continue;
+        }
+        nulls = 0;
+        ExecStatusType st = PQresultStatus(r);
+        synced = st == PGRES_PIPELINE_SYNC;
+        if (!synced && k < 2 && st != PGRES_COMMAND_OK && !*err) {
+            c->lost_savepoint = 1;
+            *err = fail(c, r, op);
+        }
+        if (!synced && k++ == 2)
+            out = r;
+        else
+            PQclear(r);
+    }
+    if (!synced || !PQexitPipelineMode(db)) { /* broken: pg_conn() connects anew */
+        c->lost_savepoint = 1;
+        if (!*err) *err = fail(c, NULL, op);
+        PQfinish(c->db);
+        c->db = NULL;
+    }
+    if (*err) {
+        PQclear(out);
+        return NULL;
+    }
+    return out;
+}
+
 static int exec_once(struct pgconn *c, const char *sql, const struct pg_args *a, PGresult **res,
                      const char *op) {
     int err = 0;
@@ -299,7 +356,13 @@ static int exec_once(struct pgconn *c, const char *sql, const struct pg_args *a,
     if (slot < 0) return err;
     char name[16];
     snprintf(name, sizeof(name), "s%d", slot);
-    PGresult *r = PQexecPrepared(c->db, name, a ? a->n : 0, a ? a->v : NULL, NULL, NULL, 0);
+    PGresult *r;
+    if (c->owe_savepoint) {
+        r = exec_owing(c, name, a, op, &err);
+        if (err) return err;
+    } else {
+        r = PQexecPrepared(c->db, name, a ? a->n : 0, a ? a->v : NULL, NULL, NULL, 0);
+    }
     if (!r || !ok_status(PQresultStatus(r))) {
         err = fail(c, r, op);
         PQclear(r);
@@ -343,6 +406,15 @@ static int simple_once(struct pgconn *c, const char *sql, const char *op) {
 }
 
 int pg_simple(struct pgconn *c, const char *sql, const char *op) {
+    if (c->owe_savepoint) { /* design note 6: as a prefix */
+        c->owe_savepoint = 0;
+        size_t len = sizeof(PG_OWED_SAVEPOINT "; ") + strlen(sql);
+        char *both = xmalloc(len);
+        snprintf(both, len, "%s; %s", PG_OWED_SAVEPOINT, sql);
+        int err = simple_once(c, both, op);
+        free(both);
+        return err;
+    }
     int idle = PQtransactionStatus(c->db) == PQTRANS_IDLE;
     int err = simple_once(c, sql, op);
     if (err && dead_before(c, idle)) err = simple_once(c, sql, op);

@@ -39,9 +39,10 @@
  *      counter rows in the same order.
  *   6. Round trips. Every statement is a round trip to the server, and a
  *      committer waits for each; the savepoint bookkeeping rides along with
- *      other statements where it can (run_batch): BEGIN with the first
- *      SAVEPOINT, RELEASE with the next SAVEPOINT, the counters with COMMIT.
- *      A job is one round trip plus its own statements. */
+ *      other statements (run_batch): BEGIN with the first SAVEPOINT, the
+ *      RELEASE of a job and the SAVEPOINT of the next with that job's first
+ *      statement (owed, pg.c note 6), the counters with COMMIT. A job costs
+ *      its own statements' round trips and no more. */
 #include <assert.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -114,6 +115,7 @@ static int cmp_session(const void *x, const void *y) {
  * and COMMIT, as one simple-protocol query (the values are integers we
  * format ourselves). On failure the transaction is rolled back. */
 static int commit_batch(struct pgconn *c) {
+    c->owe_savepoint = 0; /* COMMIT releases every savepoint */
     if (PQtransactionStatus(c->db) != PQTRANS_INTRANS) return ERR_IO;
     struct pg_avail *a = &c->batch_avail;
     if (a->n > 1) qsort(a->v, a->n, sizeof(*a->v), cmp_session);
@@ -144,6 +146,10 @@ static int run_job(struct pgconn *c, struct pg_job *j, int *fresh) {
     j->tries++;
     c->job_avail.n = 0;
     int r = j->apply(c, j->arg);
+    if (c->lost_savepoint) { /* pg.c note 6: fail the batch, roll back nothing alone */
+        j->result = r ? r : ERR_UNAVAILABLE;
+        return ERR_UNAVAILABLE;
+    }
     if (r && pg_retryable(c) && j->tries < PG_JOB_TRIES) j->again = 1;
     j->result = r;
     if (r) { /* undo the job; the savepoint stays, fresh again */
@@ -161,6 +167,7 @@ static int run_job(struct pgconn *c, struct pg_job *j, int *fresh) {
  * a job and the savepoint of the next in one, the counters and COMMIT in
  * one; a savepoint rolled back to is used again as it is. */
 static void run_batch(struct pgconn *c, struct pg_job *batch) {
+    if (c) c->owe_savepoint = c->lost_savepoint = 0;
     int err = c ? pg_simple(c, "BEGIN; SAVEPOINT job", "begin") : ERR_UNAVAILABLE;
     if (c) c->batch_avail.n = 0;
     int stopped = 0, fresh = 1;
@@ -170,11 +177,7 @@ static void run_batch(struct pgconn *c, struct pg_job *batch) {
         } else if (stopped) {
             j->again = 1; /* design note 3: after the victim, in the next transaction */
         } else {
-            if (!fresh) err = pg_simple(c, "RELEASE job; SAVEPOINT job", "savepoint");
-            if (err) {
-                j->result = err;
-                continue;
-            }
+            if (!fresh) c->owe_savepoint = 1; /* sent with the job's first statement */
             err = run_job(c, j, &fresh);
             if (err) j->again = 0;
             stopped = j->again;

@@ -43,6 +43,8 @@ struct pgconn {
     struct pgconn *next_idle; /* idle list: connections of exited threads */
     char sqlstate[6];         /* of the last failed statement; "" when none */
     int retry;                /* that failure may pass in a new transaction (pg_retryable) */
+    int owe_savepoint;        /* RELEASE job; SAVEPOINT job rides on the next statement */
+    int lost_savepoint;       /* that prefix failed: the job's savepoint is not known */
 };
 
 /* The group committer's state (pg_commit.c); guarded by mu. */
@@ -142,6 +144,9 @@ typedef int (*pg_apply)(struct pgconn *c, void *arg);
  * order, right before COMMIT; dropped with the job when it fails). */
 void pg_move_avail(struct pgconn *c, int64_t session_id, int64_t delta);
 int pg_write(struct pg_store *ps, pg_apply apply, void *arg);
+/* The savepoint bookkeeping owed before the next statement on c (pg.c note
+ * 6): sent with it, in one round trip. */
+#define PG_OWED_SAVEPOINT "RELEASE job; SAVEPOINT job"
 void pg_commit_init(struct pg_store *ps);
 void pg_commit_stop(struct pg_store *ps);
 size_t pg_commit_pending(struct pg_store *ps);
