@@ -508,7 +508,7 @@ int pgb_hold_seats(struct store *s, struct arena *a, struct store_hold *h,
     out->seats = arena_calloc(a, h->nseats, sizeof(*out->seats));
     out->nseats = h->nseats;
     struct hold_job j = {h, a, out};
-    int err = pg_write((struct pg_store *)s, hold_apply, &j);
+    int err = pg_write_keyed((struct pg_store *)s, h->session_id, hold_apply, &j);
     if (err == 0) qsort(out->seats, out->nseats, sizeof(*out->seats), cmp_seat_number);
     return err;
 }

@@ -2,9 +2,10 @@
  * pg_int.h).
  *
  * Responsible for turning many concurrent small writes into few durable
- * commits: writers queue a job and sleep; PG_COMMITTERS committer threads,
- * each with its own connection, take every queued job (up to PG_BATCH_MAX),
- * run them in one transaction and wake their writers after its COMMIT. Not
+ * commits: writers queue a job on a lane and sleep; the lane's committer
+ * threads, each with its own connection, take every queued job (up to
+ * PG_BATCH_MAX), run them in one transaction and wake their writers after
+ * its COMMIT (lanes: note 7). Not
  * here: what the jobs do (pg_booking.c, pg_queue.c), connections (pg.c).
  *
  * Design notes
@@ -42,12 +43,25 @@
  *      other statements (run_batch): BEGIN with the first SAVEPOINT, the
  *      RELEASE of a job and the SAVEPOINT of the next with that job's first
  *      statement (owed, pg.c note 6), the counters with COMMIT. A job costs
- *      its own statements' round trips and no more. */
+ *      its own statements' round trips and no more.
+ *   7. Lanes. Note 5 keeps a session's counter row locked only for the
+ *      COMMIT, but every transaction that holds a seat of the session still
+ *      takes that row, one after the other: with many committers each
+ *      running one hold (batches of 1 when writers are spread over them),
+ *      the row's lock queue, not the CPU or the disk, bounded the holds a
+ *      second (pg_stat_activity showed most committers waiting on it).
+ *      So jobs with a key (holds: their session) go to one of
+ *      PG_KEYED_LANES lanes by key, each with a single committer: holds of
+ *      one session queue up behind its transaction and commit together,
+ *      one counter update for the whole batch. Other jobs (payments,
+ *      charges, tokens, sweeps) run on the shared lane's PG_COMMITTERS.
+ *      Lanes are about speed only: any job is correct on any lane. */
 #include <assert.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "core/err.h"
 #include "core/log.h"
@@ -191,15 +205,15 @@ static void run_batch(struct pgconn *c, struct pg_job *batch) {
         if (j->result == 0 && !j->again) j->result = ERR_UNAVAILABLE; /* not committed */
 }
 
-static struct pg_job *take_batch(struct pg_commit *cm) {
-    struct pg_job *first = cm->head, *last = first;
+static struct pg_job *take_batch(struct pg_commit *cm, struct pg_lane *l) {
+    struct pg_job *first = l->head, *last = first;
     size_t n = 1;
     while (last->next && n < PG_BATCH_MAX) {
         last = last->next;
         n++;
     }
-    cm->head = last->next;
-    if (!cm->head) cm->tail = NULL;
+    l->head = last->next;
+    if (!l->head) l->tail = NULL;
     last->next = NULL;
     cm->pending -= n;
     cm->batches++;
@@ -208,8 +222,8 @@ static struct pg_job *take_batch(struct pg_commit *cm) {
 }
 
 /* Wakes the finished jobs of batch and puts the ones to run again back at
- * the head of the queue, in order; cm->mu is held. */
-static void finish_batch(struct pg_commit *cm, struct pg_job *batch) {
+ * the head of the lane, in order; cm->mu is held. */
+static void finish_batch(struct pg_commit *cm, struct pg_lane *l, struct pg_job *batch) {
     struct pg_job *again = NULL, *last = NULL;
     for (struct pg_job *j = batch, *next; j; j = next) {
         next = j->next; /* j lives on its writer's stack: read next first */
@@ -229,21 +243,22 @@ static void finish_batch(struct pg_commit *cm, struct pg_job *batch) {
         pthread_cond_signal(&j->cv);
     }
     if (!again) return;
-    last->next = cm->head;
-    if (!cm->head) cm->tail = last;
-    cm->head = again;
-    pthread_cond_signal(&cm->wake);
+    last->next = l->head;
+    if (!l->head) l->tail = last;
+    l->head = again;
+    pthread_cond_signal(&l->wake);
 }
 
 static void *committer_main(void *p) {
-    struct pg_store *ps = p;
+    struct pg_lane *l = p;
+    struct pg_store *ps = l->owner;
     struct pg_commit *cm = &ps->commit;
     on_committer = 1;
     pthread_mutex_lock(&cm->mu);
     for (;;) {
-        while (!cm->head && !cm->stop) pthread_cond_wait(&cm->wake, &cm->mu);
-        if (!cm->head) break; /* stop, and nothing left to do */
-        struct pg_job *batch = take_batch(cm);
+        while (!l->head && !cm->stop) pthread_cond_wait(&l->wake, &cm->mu);
+        if (!l->head) break; /* stop, and nothing left to do */
+        struct pg_job *batch = take_batch(cm, l);
         pthread_mutex_unlock(&cm->mu);
         uint64_t n = 0;
         for (struct pg_job *j = batch; j; j = j->next) n++;
@@ -251,7 +266,7 @@ static void *committer_main(void *p) {
         run_batch(pg_conn(&ps->base), batch);
         metrics_commit(n, time_mono_us() - t0);
         pthread_mutex_lock(&cm->mu);
-        finish_batch(cm, batch);
+        finish_batch(cm, l, batch);
     }
     pthread_mutex_unlock(&cm->mu);
     return NULL;
@@ -261,59 +276,71 @@ static void *committer_main(void *p) {
 
 void pg_commit_init(struct pg_store *ps) {
     struct pg_commit *cm = &ps->commit;
+    memset(cm, 0, sizeof(*cm));
     pthread_mutex_init(&cm->mu, NULL);
-    pthread_cond_init(&cm->wake, NULL);
-    cm->nthreads = cm->stop = 0;
-    cm->head = cm->tail = NULL;
-    cm->pending = 0;
-    cm->batches = cm->jobs = cm->retries = 0;
+    for (int i = 0; i < PG_LANES; i++) {
+        struct pg_lane *l = &cm->lanes[i];
+        l->owner = ps;
+        l->want = i < PG_KEYED_LANES ? 1 : PG_COMMITTERS;
+        pthread_cond_init(&l->wake, NULL);
+    }
 }
 
-/* Starts the committers on first use; cm->mu is held. 0 or ERR_UNAVAILABLE. */
-static int start_committers(struct pg_store *ps) {
-    struct pg_commit *cm = &ps->commit;
-    while (cm->nthreads < PG_COMMITTERS) {
-        if (pthread_create(&cm->threads[cm->nthreads], NULL, committer_main, ps) != 0) {
+/* Starts the lane's committers on first use; cm->mu is held. 0 or ERR_UNAVAILABLE. */
+static int start_committers(struct pg_lane *l) {
+    while (l->nthreads < l->want) {
+        if (pthread_create(&l->threads[l->nthreads], NULL, committer_main, l) != 0) {
             LOG_ERROR(MOD, "op=group_commit msg=\"cannot start a committer thread\"");
-            return cm->nthreads ? 0 : ERR_UNAVAILABLE;
+            return l->nthreads ? 0 : ERR_UNAVAILABLE;
         }
-        cm->nthreads++;
+        l->nthreads++;
     }
     return 0;
 }
 
-int pg_write(struct pg_store *ps, pg_apply apply, void *arg) {
+static int write_on(struct pg_store *ps, struct pg_lane *l, pg_apply apply, void *arg) {
     assert(!on_committer); /* a job must not write through the queue it runs in */
     struct pg_commit *cm = &ps->commit;
     struct pg_job j = {.apply = apply, .arg = arg};
     pthread_mutex_lock(&cm->mu);
-    if (cm->stop || start_committers(ps) != 0) {
+    if (cm->stop || start_committers(l) != 0) {
         pthread_mutex_unlock(&cm->mu);
         return ERR_UNAVAILABLE;
     }
     pthread_cond_init(&j.cv, NULL);
-    if (cm->tail)
-        cm->tail->next = &j;
+    if (l->tail)
+        l->tail->next = &j;
     else
-        cm->head = &j;
-    cm->tail = &j;
+        l->head = &j;
+    l->tail = &j;
     cm->pending++;
-    pthread_cond_signal(&cm->wake);
+    pthread_cond_signal(&l->wake);
     while (!j.done) pthread_cond_wait(&j.cv, &cm->mu);
     pthread_mutex_unlock(&cm->mu);
     pthread_cond_destroy(&j.cv);
     return j.result;
 }
 
+int pg_write(struct pg_store *ps, pg_apply apply, void *arg) {
+    return write_on(ps, &ps->commit.lanes[PG_KEYED_LANES], apply, arg);
+}
+
+int pg_write_keyed(struct pg_store *ps, int64_t key, pg_apply apply, void *arg) {
+    uint64_t k = (uint64_t)key;
+    return write_on(ps, &ps->commit.lanes[k % PG_KEYED_LANES], apply, arg);
+}
+
 void pg_commit_stop(struct pg_store *ps) {
     struct pg_commit *cm = &ps->commit;
     pthread_mutex_lock(&cm->mu);
     cm->stop = 1;
-    int n = cm->nthreads;
-    pthread_cond_broadcast(&cm->wake);
+    for (int i = 0; i < PG_LANES; i++) pthread_cond_broadcast(&cm->lanes[i].wake);
     pthread_mutex_unlock(&cm->mu);
-    for (int i = 0; i < n; i++) pthread_join(cm->threads[i], NULL);
-    pthread_cond_destroy(&cm->wake);
+    for (int i = 0; i < PG_LANES; i++) {
+        struct pg_lane *l = &cm->lanes[i];
+        for (int k = 0; k < l->nthreads; k++) pthread_join(l->threads[k], NULL);
+        pthread_cond_destroy(&l->wake);
+    }
     pthread_mutex_destroy(&cm->mu);
 }
 

@@ -47,15 +47,25 @@ struct pgconn {
     int lost_savepoint;       /* that prefix failed: the job's savepoint is not known */
 };
 
+#define PG_BATCH_MAX 64  /* jobs per transaction */
+#define PG_COMMITTERS 6  /* committer threads of the shared lane, each with its own connection */
+#define PG_KEYED_LANES 2 /* lanes of one committer each, for jobs with a key (pg_commit.c note 7)  \
+                          */
+#define PG_LANES (PG_KEYED_LANES + 1)
+
 /* The group committer's state (pg_commit.c); guarded by mu. */
 struct pg_job;
+struct pg_lane {
+    struct pg_store *owner;
+    pthread_cond_t wake; /* its committers: a job was queued, or stop */
+    struct pg_job *head, *tail;
+    int want, nthreads; /* committers it runs; started (lazily, by the first pg_write) */
+    pthread_t threads[PG_COMMITTERS];
+};
 struct pg_commit {
     pthread_mutex_t mu;
-    pthread_cond_t wake; /* committers: a job was queued, or stop */
-    pthread_t threads[8];
-    int nthreads; /* started (lazily, by the first pg_write) */
-    int stop;     /* close(): finish what is queued, then exit */
-    struct pg_job *head, *tail;
+    struct pg_lane lanes[PG_LANES]; /* keyed ones first, the shared one last */
+    int stop;                       /* close(): finish what is queued, then exit */
     size_t pending;
     uint64_t batches, jobs, retries; /* totals, for metrics and tests */
 };
@@ -135,15 +145,15 @@ int pg_tx_end(struct pgconn *c, int err);
  * pg_write; it may be run more than once (a deadlock victim is rolled back
  * to its savepoint and run again in the next transaction), so it must set
  * its out fields afresh each time. */
-#define PG_BATCH_MAX 64 /* jobs per transaction */
-#define PG_COMMITTERS 8 /* committer threads, each with its own connection */
-
 typedef int (*pg_apply)(struct pgconn *c, void *arg);
 /* Inside a job: sessions.available_seats of session_id moves by delta when
  * the job's transaction commits (applied by the committer, in session
  * order, right before COMMIT; dropped with the job when it fails). */
 void pg_move_avail(struct pgconn *c, int64_t session_id, int64_t delta);
 int pg_write(struct pg_store *ps, pg_apply apply, void *arg);
+/* pg_write on the keyed lane of key (> 0): jobs of one key run on one
+ * committer, in few transactions (pg_commit.c note 7). */
+int pg_write_keyed(struct pg_store *ps, int64_t key, pg_apply apply, void *arg);
 /* The savepoint bookkeeping owed before the next statement on c (pg.c note
  * 6): sent with it, in one round trip. */
 #define PG_OWED_SAVEPOINT "RELEASE job; SAVEPOINT job"
