@@ -50,6 +50,7 @@
  *      rolling back to a savepoint that may be the previous job's. */
 #include "store/store.h"
 
+#include <assert.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -301,23 +302,31 @@ static int prepared_slot(struct pgconn *c, const char *sql, const char *op, int 
     return -1;
 }
 
-/* Design note 6: the owed savepoint statements and prepared statement name
- * in one round trip. The statement's result, or NULL (*err set) when the
- * prefix failed or the connection broke. Results come in order, each but
- * the sync's followed by a NULL: RELEASE, SAVEPOINT, the statement, sync. */
-static PGresult *exec_owing(struct pgconn *c, const char *name, const struct pg_args *a,
-                            const char *op, int *err) {
+#define PIPE_MAX 4 /* statements of one pg_exec_many() */
+
+/* Sends the owed savepoint statements (design note 6), if any, and the
+ * prepared statements names[0..n) in one pipeline and one round trip. out[i]
+ * gets statement i's result, or NULL when it did not run (an earlier one
+ * failed). 0, or the error of the owed prefix or a broken connection
+ * (lost_savepoint set; the outs are cleared). Results come in order, each
+ * but the sync's followed by a NULL. */
+static int pipeline(struct pgconn *c, size_t n, char names[][16], const struct pg_args *const *a,
+                    PGresult **out, const char *op) {
     static const char *const owed[] = {"RELEASE job", "SAVEPOINT job"};
     PGconn *db = c->db;
+    size_t nowed = c->owe_savepoint ? 2 : 0;
     c->owe_savepoint = 0;
-    int ok = PQenterPipelineMode(db);
-    for (size_t i = 0; ok && i < 2; i++)
+    int ok = PQenterPipelineMode(db), err = 0;
+    for (size_t i = 0; ok && i < nowed; i++)
         ok = PQsendQueryParams(db, owed[i], 0, NULL, NULL, NULL, NULL, 0);
-    ok = ok && PQsendQueryPrepared(db, name, a ? a->n : 0, a ? a->v : NULL, NULL, NULL, 0) &&
-         PQpipelineSync(db);
-    PGresult *out = NULL;
+    for (size_t i = 0; ok && i < n; i++) {
+        out[i] = NULL;
+        ok = PQsendQueryPrepared(db, names[i], a[i] ? a[i]->n : 0, a[i] ? a[i]->v : NULL, NULL,
+                                 NULL, 0);
+    }
+    ok = ok && PQpipelineSync(db);
     int synced = 0;
-    for (int k = 0, nulls = 0; ok && !synced && nulls < 8;) {
+    for (size_t k = 0, nulls = 0; ok && !synced && nulls < 8;) {
         PGresult *r = PQgetResult(db);
         if (!r) {
             if (PQstatus(db) != CONNECTION_OK) break;
@@ -327,26 +336,62 @@ static PGresult *exec_owing(struct pgconn *c, const char *name, const struct pg_
         nulls = 0;
         ExecStatusType st = PQresultStatus(r);
         synced = st == PGRES_PIPELINE_SYNC;
-        if (!synced && k < 2 && st != PGRES_COMMAND_OK && !*err) {
+        if (!synced && k < nowed && st != PGRES_COMMAND_OK && !err) {
             c->lost_savepoint = 1;
-            *err = fail(c, r, op);
+            err = fail(c, r, op);
         }
-        if (!synced && k++ == 2)
-            out = r;
+        if (!synced && k >= nowed && k < nowed + n && st != PGRES_PIPELINE_ABORTED)
+            out[k - nowed] = r;
         else
             PQclear(r);
+        if (!synced) k++;
     }
     if (!synced || !PQexitPipelineMode(db)) { /* broken: pg_conn() connects anew */
         c->lost_savepoint = 1;
-        if (!*err) *err = fail(c, NULL, op);
+        if (!err) err = fail(c, NULL, op);
         PQfinish(c->db);
         c->db = NULL;
     }
-    if (*err) {
-        PQclear(out);
-        return NULL;
+    if (err)
+        for (size_t i = 0; i < n; i++) {
+            PQclear(out[i]);
+            out[i] = NULL;
+        }
+    return err;
+}
+
+/* The statement's result: 0, or the error (logged; *r cleared). */
+static int result_ok(struct pgconn *c, PGresult **r, const char *op) {
+    if (*r && ok_status(PQresultStatus(*r))) {
+        c->sqlstate[0] = '\0';
+        c->retry = 0;
+        return 0;
     }
-    return out;
+    int err = fail(c, *r, op);
+    PQclear(*r);
+    *r = NULL;
+    return err;
+}
+
+int pg_exec_many(struct pgconn *c, size_t n, const char *const *sql, const struct pg_args *const *a,
+                 PGresult **res, const char *op) {
+    assert(n > 0 && n <= PIPE_MAX);
+    char names[PIPE_MAX][16];
+    int err = 0;
+    for (size_t i = 0; i < n; i++) {
+        res[i] = NULL;
+        int slot = prepared_slot(c, sql[i], op, &err);
+        if (slot < 0) return err;
+        snprintf(names[i], sizeof(names[i]), "s%d", slot);
+    }
+    err = pipeline(c, n, names, a, res, op);
+    for (size_t i = 0; err == 0 && i < n; i++) err = result_ok(c, &res[i], op);
+    if (err)
+        for (size_t i = 0; i < n; i++) {
+            PQclear(res[i]);
+            res[i] = NULL;
+        }
+    return err;
 }
 
 static int exec_once(struct pgconn *c, const char *sql, const struct pg_args *a, PGresult **res,
@@ -354,22 +399,17 @@ static int exec_once(struct pgconn *c, const char *sql, const struct pg_args *a,
     int err = 0;
     int slot = prepared_slot(c, sql, op, &err);
     if (slot < 0) return err;
-    char name[16];
-    snprintf(name, sizeof(name), "s%d", slot);
-    PGresult *r;
+    char name[1][16];
+    snprintf(name[0], sizeof(name[0]), "s%d", slot);
+    PGresult *r = NULL;
     if (c->owe_savepoint) {
-        r = exec_owing(c, name, a, op, &err);
+        err = pipeline(c, 1, name, &a, &r, op);
         if (err) return err;
     } else {
-        r = PQexecPrepared(c->db, name, a ? a->n : 0, a ? a->v : NULL, NULL, NULL, 0);
+        r = PQexecPrepared(c->db, name[0], a ? a->n : 0, a ? a->v : NULL, NULL, NULL, 0);
     }
-    if (!r || !ok_status(PQresultStatus(r))) {
-        err = fail(c, r, op);
-        PQclear(r);
-        return err;
-    }
-    c->sqlstate[0] = '\0';
-    c->retry = 0;
+    err = result_ok(c, &r, op);
+    if (err) return err;
     if (res)
         *res = r;
     else

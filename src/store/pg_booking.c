@@ -101,6 +101,30 @@ static const char SQL_HOLD[] =
     " i AS (INSERT INTO reservation_seats (reservation_id, seat_id)"
     " SELECT (SELECT id FROM r), id FROM c RETURNING 1)"
     " SELECT (SELECT id FROM r), (SELECT count(*) FROM i)";
+/* A hold in one statement when every seat is there and free (the usual
+ * case): the session's seats asked for, locked FOR UPDATE when free (a
+ * concurrent claim is waited for, then its seat is no longer free: READ
+ * COMMITTED re-checks status on the committed row, design note 1); only if
+ * all $7 are, the reservation and the claim of each. The claimed seats, or
+ * no row when anything was missing, taken or the total overflows: then
+ * nothing was written (but the user, made on first use) and hold_apply
+ * goes the long way, which names the fault or takes expired holds' seats
+ * back. $1 user, $2 session, $3 concert, $4 now, $5 expiry, $6 seat ids. */
+static const char SQL_HOLD_FAST[] =
+    "WITH want AS (SELECT st.id, st.price FROM seats st JOIN sessions ss ON ss.id = st.session_id"
+    " AND ss.concert_id = $3 WHERE st.id = ANY ($6::bigint[]) AND st.session_id = $2"
+    " AND st.status = 0 ORDER BY st.id FOR UPDATE OF st),"
+    " ok AS (SELECT sum(price) AS total FROM want"
+    " HAVING count(*) = $7 AND sum(price) <= 9223372036854775807),"
+    " u AS (INSERT INTO users (id, balance, created_at) VALUES ($1, 0, $4)"
+    " ON CONFLICT (id) DO NOTHING),"
+    " r AS (INSERT INTO reservations (user_id, session_id, status, total_price, created_at,"
+    " expires_at, updated_at) SELECT $1, $2, 'HELD', total, $4, $5, $4 FROM ok RETURNING id),"
+    " c AS (UPDATE seats SET status = 1, reservation_id = r.id FROM r"
+    " WHERE seats.id IN (SELECT id FROM want)"
+    " RETURNING r.id AS rid, seats.id, seats.seat_number, seats.grade, seats.price),"
+    " i AS (INSERT INTO reservation_seats (reservation_id, seat_id) SELECT rid, id FROM c)"
+    " SELECT rid, id, seat_number, grade, price FROM c";
 /* The seats of a hold that claimed fewer than it asked for: whose are they? */
 static const char SQL_SEATS_HOLDER[] =
     "SELECT id, status, coalesce(reservation_id, 0) FROM seats WHERE id = ANY ($1::bigint[])";
@@ -256,13 +280,9 @@ static void read_res_seat(const PGresult *r, int i, struct arena *a, void *out) 
     x->price = pg_int(r, i, 4);
 }
 
-/* The reservation row without its seats (sql: plain or FOR UPDATE). ERR_NOT_FOUND. */
-static int read_res(struct pgconn *c, const char *sql, int64_t id, struct store_reservation *r) {
-    struct pg_args a;
-    pg_args_ints(&a, 1, &id);
-    PGresult *res;
-    int err = pg_exec(c, sql, &a, &res, "reservation");
-    if (err) return err;
+/* The reservation row of res (SQL_RES or SQL_RES_LOCK) into r, and clears
+ * res. ERR_NOT_FOUND. */
+static int res_of(PGresult *res, struct store_reservation *r) {
     if (PQntuples(res) == 0) {
         PQclear(res);
         return ERR_NOT_FOUND;
@@ -278,6 +298,15 @@ static int read_res(struct pgconn *c, const char *sql, int64_t id, struct store_
     r->updated_at_ms = pg_int(res, 0, 7);
     PQclear(res);
     return r->status < 0 ? ERR_INTERNAL : 0;
+}
+
+/* The reservation row without its seats (sql: plain or FOR UPDATE). ERR_NOT_FOUND. */
+static int read_res(struct pgconn *c, const char *sql, int64_t id, struct store_reservation *r) {
+    struct pg_args a;
+    pg_args_ints(&a, 1, &id);
+    PGresult *res;
+    int err = pg_exec(c, sql, &a, &res, "reservation");
+    return err ? err : res_of(res, r);
 }
 
 static int read_res_full(struct pgconn *c, struct arena *a, int64_t id,
@@ -477,19 +506,63 @@ static int hold_check_cap(struct pgconn *c, const struct store_hold *h) {
     return n >= h->max_live_holds ? ERR_LIMIT : 0;
 }
 
+/* SQL_HOLD_FAST: 0 with the reservation in j->out and *total, 1 when the
+ * long way must decide (nothing was written), or an error. */
+static int hold_fast(struct pgconn *c, struct hold_job *j, int64_t *total) {
+    struct store_hold *h = j->h;
+    int64_t v[5] = {h->user_id, h->session_id, h->concert_id, h->now_ms, h->expires_at_ms};
+    struct pg_args a;
+    pg_args_ints(&a, 5, v);
+    pg_arg_str(&a, id_array(j->a, h->seat_ids, h->nseats));
+    pg_arg_int(&a, (int64_t)h->nseats);
+    PGresult *r;
+    int err = pg_exec(c, SQL_HOLD_FAST, &a, &r, "hold_fast");
+    if (err) return err;
+    int rows = PQntuples(r);
+    if (rows != (int)h->nseats) {
+        PQclear(r);
+        return rows == 0 ? 1 : ERR_INTERNAL; /* all or none: the locks hold the seats */
+    }
+    *total = 0;
+    for (int i = 0; i < rows; i++) {
+        struct store_seat *seat = &j->out->seats[i];
+        seat->id = pg_int(r, i, 1);
+        seat->session_id = h->session_id;
+        seat->number = pg_int(r, i, 2);
+        seat->grade = pg_str(r, i, 3, j->a);
+        seat->price = pg_int(r, i, 4);
+        *total += seat->price; /* no overflow: the statement checked the sum */
+    }
+    j->out->id = pg_int(r, 0, 0);
+    PQclear(r);
+    pg_move_avail(c, h->session_id, -(int64_t)h->nseats);
+    return 0;
+}
+
+/* The long way: read every seat, name the first fault, take back seats of
+ * expired holds, then claim. */
+static int hold_slow(struct pgconn *c, struct hold_job *j, int64_t *total) {
+    struct store_hold *h = j->h;
+    struct seat_row *rows = arena_calloc(j->a, h->nseats, sizeof(*rows));
+    int err = hold_read_seats(c, j, rows);
+    if (err == 0) err = hold_check_cap(c, h);
+    if (err == 0) err = hold_check_free(c, j, rows);
+    *total = 0;
+    for (size_t i = 0; err == 0 && i < h->nseats; i++)
+        if (__builtin_add_overflow(*total, j->out->seats[i].price, total)) err = ERR_INVALID;
+    return err ? err : hold_claim(c, j, *total); /* creates the user on first use */
+}
+
 static int hold_apply(struct pgconn *c, void *arg) {
     struct hold_job *j = arg;
     struct store_hold *h = j->h;
     h->bad_seat_id = h->bad_seat_number = 0;
     h->bad_seat_status = 0;
-    struct seat_row *rows = arena_calloc(j->a, h->nseats, sizeof(*rows));
-    int err = hold_read_seats(c, j, rows);
-    if (err == 0) err = hold_check_cap(c, h);
-    if (err == 0) err = hold_check_free(c, j, rows);
     int64_t total = 0;
-    for (size_t i = 0; err == 0 && i < h->nseats; i++)
-        if (__builtin_add_overflow(total, j->out->seats[i].price, &total)) err = ERR_INVALID;
-    if (err == 0) err = hold_claim(c, j, total); /* creates the user on first use */
+    /* At the cap, the long way tells which refusal comes first. */
+    int err = hold_check_cap(c, h);
+    if (err == 0) err = hold_fast(c, j, &total);
+    if (err == 1 || err == ERR_LIMIT) err = hold_slow(c, j, &total);
     if (err) return err;
     struct store_reservation *r = j->out;
     r->user_id = h->user_id;
@@ -776,14 +849,30 @@ static int pay_write(struct pgconn *c, struct pay_job *j, const struct store_res
     return 0;
 }
 
+/* The reservation, then the payer's balance, both locked (design note 1),
+ * in one round trip; a payer not stored yet has 0. */
+static int pay_lock(struct pgconn *c, const struct store_pay *p, struct store_reservation *r,
+                    int64_t *balance) {
+    static const char *const sql[2] = {SQL_RES_LOCK, SQL_BALANCE_LOCK};
+    struct pg_args ra, ba;
+    pg_args_ints(&ra, 1, &p->reservation_id);
+    pg_args_ints(&ba, 1, &p->user_id);
+    const struct pg_args *args[2] = {&ra, &ba};
+    PGresult *res[2];
+    int err = pg_exec_many(c, 2, sql, args, res, "pay_lock");
+    if (err) return err;
+    *balance = PQntuples(res[1]) > 0 ? pg_int(res[1], 0, 0) : 0;
+    PQclear(res[1]);
+    return res_of(res[0], r);
+}
+
 static int pay_op(struct pgconn *c, void *arg) {
     struct pay_job *j = arg;
     struct store_pay *p = j->p;
     struct store_reservation r;
     int64_t balance = 0;
     memset(&p->out, 0, sizeof(p->out));
-    int err = read_res(c, SQL_RES_LOCK, p->reservation_id, &r);
-    if (err == 0) err = balance_of(c, SQL_BALANCE_LOCK, p->user_id, &balance);
+    int err = pay_lock(c, p, &r, &balance);
     if (err) return err;
     p->res = r;
     p->balance = balance;

@@ -47,10 +47,11 @@ struct pgconn {
     int lost_savepoint;       /* that prefix failed: the job's savepoint is not known */
 };
 
-#define PG_BATCH_MAX 64  /* jobs per transaction */
-#define PG_COMMITTERS 6  /* committer threads of the shared lane, each with its own connection */
-#define PG_KEYED_LANES 2 /* lanes of one committer each, for jobs with a key (pg_commit.c note 7)  \
-                          */
+#define PG_BATCH_MAX 64 /* jobs per transaction */
+#define PG_COMMITTERS 6 /* committer threads of the shared lane, each with its own connection */
+#define PG_KEYED_LANES                                                                             \
+    2 /* lanes of one committer each, for jobs with a key (pg_commit.c note 7)                     \
+       */
 #define PG_LANES (PG_KEYED_LANES + 1)
 
 /* The group committer's state (pg_commit.c); guarded by mu. */
@@ -108,6 +109,12 @@ int64_t pg_now_ms(void);
  * a new connection. */
 int pg_exec(struct pgconn *c, const char *sql, const struct pg_args *a, PGresult **res,
             const char *op);
+/* pg_exec of n (<= 4) statements inside a transaction, sent together in
+ * one round trip (pipeline mode; pg.c note 6): res[i] gets statement i's
+ * result (the caller PQclear()s each). On the first failure every res[i] is
+ * NULL and its error is returned. */
+int pg_exec_many(struct pgconn *c, size_t n, const char *const *sql, const struct pg_args *const *a,
+                 PGresult **res, const char *op);
 /* Simple protocol, no parameters (BEGIN, COMMIT, SAVEPOINT, DDL). */
 int pg_simple(struct pgconn *c, const char *sql, const char *op);
 /* pg_exec, then the rows it changed. */
