@@ -385,30 +385,33 @@ static redisReply *send_hmget_token(struct redis_queue *q, redisContext *c, void
     return redisCommand(c, "HMGET %st:%s u s a", q->prefix, (const char *)ctx);
 }
 
+/* The ticket of token from the HMGET reply r: 0 with *out, ERR_NOT_FOUND,
+ * 1 when it is WAITING (its position needs the script), ERR_INTERNAL for a
+ * reply of another shape. */
+static int hash_ticket(const redisReply *r, const char *token, struct queue_ticket *out) {
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 3) return ERR_INTERNAL;
+    if (r->element[0]->type == REDIS_REPLY_NIL) return ERR_NOT_FOUND;
+    int64_t state = 0, user = 0, until = 0;
+    int bad = reply_i64(r->element[0], &user) || reply_i64(r->element[1], &state) ||
+              state < QUEUE_WAITING || state > QUEUE_EXPIRED;
+    if (!bad && state == QUEUE_ACTIVATED) bad = reply_i64(r->element[2], &until);
+    if (bad) return ERR_INTERNAL;
+    if (state == QUEUE_WAITING) return 1;
+    snprintf(out->token, sizeof(out->token), "%s", token);
+    out->user_id = user;
+    out->state = (int)state;
+    out->position = 0;
+    out->active_until = until;
+    return 0;
+}
+
 /* The fast lookup (design note 8): 0 with *out, ERR_NOT_FOUND, or 1 when
  * the token is WAITING and the script must tell its position. */
 static int lookup_plain(struct redis_queue *q, const char *token, struct queue_ticket *out) {
     redisReply *r;
     int rc = run_with(q, send_hmget_token, (void *)token, &r);
     if (rc) return rc;
-    int64_t state = 0;
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != 3) {
-        rc = ERR_INTERNAL;
-    } else if (r->element[0]->type == REDIS_REPLY_NIL) {
-        rc = ERR_NOT_FOUND;
-    } else if (reply_i64(r->element[0], &out->user_id) || reply_i64(r->element[1], &state) ||
-               state < QUEUE_WAITING || state > QUEUE_EXPIRED) {
-        rc = ERR_INTERNAL;
-    } else if (state == QUEUE_WAITING) {
-        rc = 1;
-    } else {
-        out->active_until = 0;
-        if (state == QUEUE_ACTIVATED && reply_i64(r->element[2], &out->active_until))
-            rc = ERR_INTERNAL;
-        snprintf(out->token, sizeof(out->token), "%s", token);
-        out->state = (int)state;
-        out->position = 0;
-    }
+    rc = hash_ticket(r, token, out);
     freeReplyObject(r);
     if (rc == ERR_INTERNAL)
         LOG_ERROR(MOD, "op=parse queue=redis msg=\"a token hash of an unexpected shape\"");

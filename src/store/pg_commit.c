@@ -298,9 +298,10 @@ static int start_committers(struct pg_lane *l) {
     return 0;
 }
 
-static int write_on(struct pg_store *ps, struct pg_lane *l, pg_apply apply, void *arg) {
+static int write_on(struct pg_store *ps, size_t lane, pg_apply apply, void *arg) {
     assert(!on_committer); /* a job must not write through the queue it runs in */
     struct pg_commit *cm = &ps->commit;
+    struct pg_lane *l = &cm->lanes[lane];
     struct pg_job j = {.apply = apply, .arg = arg};
     pthread_mutex_lock(&cm->mu);
     if (cm->stop || start_committers(l) != 0) {
@@ -322,12 +323,12 @@ static int write_on(struct pg_store *ps, struct pg_lane *l, pg_apply apply, void
 }
 
 int pg_write(struct pg_store *ps, pg_apply apply, void *arg) {
-    return write_on(ps, &ps->commit.lanes[PG_KEYED_LANES], apply, arg);
+    return write_on(ps, PG_KEYED_LANES, apply, arg);
 }
 
 int pg_write_keyed(struct pg_store *ps, int64_t key, pg_apply apply, void *arg) {
     uint64_t k = (uint64_t)key;
-    return write_on(ps, &ps->commit.lanes[k % PG_KEYED_LANES], apply, arg);
+    return write_on(ps, (size_t)(k % PG_KEYED_LANES), apply, arg);
 }
 
 void pg_commit_stop(struct pg_store *ps) {
