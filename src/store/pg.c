@@ -304,25 +304,34 @@ static int prepared_slot(struct pgconn *c, const char *sql, const char *op, int 
 
 #define PIPE_MAX 4 /* statements of one pg_exec_many() */
 
-/* Sends the owed savepoint statements (design note 6), if any, and the
- * prepared statements names[0..n) in one pipeline and one round trip. out[i]
- * gets statement i's result, or NULL when it did not run (an earlier one
- * failed). 0, or the error of the owed prefix or a broken connection
- * (lost_savepoint set; the outs are cleared). Results come in order, each
- * but the sync's followed by a NULL. */
+/* Sends the prepared statements names[0..n) in one pipeline and one round
+ * trip, preceded by the owed savepoint statements (design note 6), if any,
+ * and, when between is set, with RELEASE job; SAVEPOINT job between each
+ * two (pg_exec_ahead). out[i] gets statement i's result, or NULL when it
+ * did not run (an earlier statement failed). 0, or the error of a
+ * savepoint statement or a broken connection (lost_savepoint set; the outs
+ * are cleared). Results come in order, each but the sync's followed by a
+ * NULL. */
 static int pipeline(struct pgconn *c, size_t n, char names[][16], const struct pg_args *const *a,
-                    PGresult **out, const char *op) {
+                    int between, PGresult **out, const char *op) {
     static const char *const owed[] = {"RELEASE job", "SAVEPOINT job"};
     PGconn *db = c->db;
-    size_t nowed = c->owe_savepoint ? 2 : 0;
+    int first_owed = c->owe_savepoint;
     c->owe_savepoint = 0;
+    /* item k: statement stmt[k], or a savepoint statement when -1 */
+    int *stmt = xmalloc((3 * n + 2) * sizeof(*stmt));
+    size_t items = 0;
     int ok = PQenterPipelineMode(db), err = 0;
-    for (size_t i = 0; ok && i < nowed; i++)
-        ok = PQsendQueryParams(db, owed[i], 0, NULL, NULL, NULL, NULL, 0);
     for (size_t i = 0; ok && i < n; i++) {
         out[i] = NULL;
-        ok = PQsendQueryPrepared(db, names[i], a[i] ? a[i]->n : 0, a[i] ? a[i]->v : NULL, NULL,
-                                 NULL, 0);
+        int ctl = i == 0 ? first_owed : between;
+        for (size_t k = 0; ok && ctl && k < 2; k++) {
+            ok = PQsendQueryParams(db, owed[k], 0, NULL, NULL, NULL, NULL, 0);
+            stmt[items++] = -1;
+        }
+        ok = ok && PQsendQueryPrepared(db, names[i], a[i] ? a[i]->n : 0, a[i] ? a[i]->v : NULL,
+                                       NULL, NULL, 0);
+        stmt[items++] = (int)i;
     }
     ok = ok && PQpipelineSync(db);
     int synced = 0;
@@ -336,16 +345,18 @@ static int pipeline(struct pgconn *c, size_t n, char names[][16], const struct p
         nulls = 0;
         ExecStatusType st = PQresultStatus(r);
         synced = st == PGRES_PIPELINE_SYNC;
-        if (!synced && k < nowed && st != PGRES_COMMAND_OK && !err) {
+        int is = !synced && k < items ? stmt[k] : -2;
+        if (is == -1 && st != PGRES_COMMAND_OK && st != PGRES_PIPELINE_ABORTED && !err) {
             c->lost_savepoint = 1;
             err = fail(c, r, op);
         }
-        if (!synced && k >= nowed && k < nowed + n && st != PGRES_PIPELINE_ABORTED)
-            out[k - nowed] = r;
+        if (is >= 0 && st != PGRES_PIPELINE_ABORTED)
+            out[is] = r;
         else
             PQclear(r);
         if (!synced) k++;
     }
+    free(stmt);
     if (!synced || !PQexitPipelineMode(db)) { /* broken: pg_conn() connects anew */
         c->lost_savepoint = 1;
         if (!err) err = fail(c, NULL, op);
@@ -357,6 +368,29 @@ static int pipeline(struct pgconn *c, size_t n, char names[][16], const struct p
             PQclear(out[i]);
             out[i] = NULL;
         }
+    return err;
+}
+
+/* The names of the prepared statements sql[0..n), preparing them first if
+ * needed: 0 or the error. */
+static int prepared_names(struct pgconn *c, size_t n, const char *const *sql, char names[][16],
+                          const char *op) {
+    int err = 0;
+    for (size_t i = 0; i < n; i++) {
+        int slot = prepared_slot(c, sql[i], op, &err);
+        if (slot < 0) return err;
+        snprintf(names[i], sizeof(names[i]), "s%d", slot);
+    }
+    return 0;
+}
+
+int pg_exec_ahead(struct pgconn *c, size_t n, const char *const *sql,
+                  const struct pg_args *const *a, PGresult **res, const char *op) {
+    for (size_t i = 0; i < n; i++) res[i] = NULL;
+    char(*names)[16] = xmalloc(n * sizeof(*names));
+    int err = prepared_names(c, n, sql, names, op);
+    if (err == 0) err = pipeline(c, n, names, a, 1, res, op);
+    free(names);
     return err;
 }
 
@@ -377,14 +411,10 @@ int pg_exec_many(struct pgconn *c, size_t n, const char *const *sql, const struc
                  PGresult **res, const char *op) {
     assert(n > 0 && n <= PIPE_MAX);
     char names[PIPE_MAX][16];
-    int err = 0;
-    for (size_t i = 0; i < n; i++) {
-        res[i] = NULL;
-        int slot = prepared_slot(c, sql[i], op, &err);
-        if (slot < 0) return err;
-        snprintf(names[i], sizeof(names[i]), "s%d", slot);
-    }
-    err = pipeline(c, n, names, a, res, op);
+    for (size_t i = 0; i < n; i++) res[i] = NULL;
+    int err = prepared_names(c, n, sql, names, op);
+    if (err) return err;
+    err = pipeline(c, n, names, a, 0, res, op);
     for (size_t i = 0; err == 0 && i < n; i++) err = result_ok(c, &res[i], op);
     if (err)
         for (size_t i = 0; i < n; i++) {
@@ -403,7 +433,7 @@ static int exec_once(struct pgconn *c, const char *sql, const struct pg_args *a,
     snprintf(name[0], sizeof(name[0]), "s%d", slot);
     PGresult *r = NULL;
     if (c->owe_savepoint) {
-        err = pipeline(c, 1, name, &a, &r, op);
+        err = pipeline(c, 1, name, &a, 0, &r, op);
         if (err) return err;
     } else {
         r = PQexecPrepared(c->db, name[0], a ? a->n : 0, a ? a->v : NULL, NULL, NULL, 0);

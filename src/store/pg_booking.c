@@ -105,18 +105,19 @@ static const char SQL_HOLD[] =
  * case): the session's seats asked for, locked FOR UPDATE when free (a
  * concurrent claim is waited for, then its seat is no longer free: READ
  * COMMITTED re-checks status on the committed row, design note 1); only if
- * all $7 are, the reservation and the claim of each. The claimed seats, or
- * no row when anything was missing, taken or the total overflows: then
- * nothing was written (but the user, made on first use) and hold_apply
- * goes the long way, which names the fault or takes expired holds' seats
- * back. $1 user, $2 session, $3 concert, $4 now, $5 expiry, $6 seat ids. */
+ * all $7 are, the user (made on first use), the reservation and the claim
+ * of each. The claimed seats, or no row when anything was missing, taken
+ * or the total overflows: then nothing was written and hold_apply goes the
+ * long way, which names the fault or takes expired holds' seats back. It
+ * may be sent ahead (pg_commit.c note 8). $1 user, $2 session, $3 concert,
+ * $4 now, $5 expiry, $6 seat ids, $7 their count. */
 static const char SQL_HOLD_FAST[] =
     "WITH want AS (SELECT st.id, st.price FROM seats st JOIN sessions ss ON ss.id = st.session_id"
     " AND ss.concert_id = $3 WHERE st.id = ANY ($6::bigint[]) AND st.session_id = $2"
     " AND st.status = 0 ORDER BY st.id FOR UPDATE OF st),"
     " ok AS (SELECT sum(price) AS total FROM want"
     " HAVING count(*) = $7 AND sum(price) <= 9223372036854775807),"
-    " u AS (INSERT INTO users (id, balance, created_at) VALUES ($1, 0, $4)"
+    " u AS (INSERT INTO users (id, balance, created_at) SELECT $1, 0, $4 FROM ok"
     " ON CONFLICT (id) DO NOTHING),"
     " r AS (INSERT INTO reservations (user_id, session_id, status, total_price, created_at,"
     " expires_at, updated_at) SELECT $1, $2, 'HELD', total, $4, $5, $4 FROM ok RETURNING id),"
@@ -380,6 +381,7 @@ struct hold_job {
     struct store_hold *h;
     struct arena *a;
     struct store_reservation *out;
+    struct pg_ahead fast; /* SQL_HOLD_FAST with its arguments; not copied (pg_args) */
 };
 
 /* Marks seat i as the one at fault with the status it has. */
@@ -510,18 +512,20 @@ static int hold_check_cap(struct pgconn *c, const struct store_hold *h) {
  * long way must decide (nothing was written), or an error. */
 static int hold_fast(struct pgconn *c, struct hold_job *j, int64_t *total) {
     struct store_hold *h = j->h;
-    int64_t v[5] = {h->user_id, h->session_id, h->concert_id, h->now_ms, h->expires_at_ms};
-    struct pg_args a;
-    pg_args_ints(&a, 5, v);
-    pg_arg_str(&a, id_array(j->a, h->seat_ids, h->nseats));
-    pg_arg_int(&a, (int64_t)h->nseats);
-    PGresult *r;
-    int err = pg_exec(c, SQL_HOLD_FAST, &a, &r, "hold_fast");
-    if (err) return err;
+    PGresult *r = pg_take_ahead(c); /* sent ahead with the batch, or now */
+    int ahead = r != NULL;
+    if (!r) {
+        int err = pg_exec(c, SQL_HOLD_FAST, &j->fast.args, &r, "hold_fast");
+        if (err) return err;
+    }
     int rows = PQntuples(r);
     if (rows != (int)h->nseats) {
         PQclear(r);
-        return rows == 0 ? 1 : ERR_INTERNAL; /* all or none: the locks hold the seats */
+        if (rows == 0) return 1;
+        /* all or none: the locks hold the seats. Written ahead, the claim
+         * stands outside this job's savepoint: fail the whole batch. */
+        if (ahead) c->lost_savepoint = 1;
+        return ERR_INTERNAL;
     }
     *total = 0;
     for (int i = 0; i < rows; i++) {
@@ -580,8 +584,14 @@ int pgb_hold_seats(struct store *s, struct arena *a, struct store_hold *h,
     memset(out, 0, sizeof(*out));
     out->seats = arena_calloc(a, h->nseats, sizeof(*out->seats));
     out->nseats = h->nseats;
-    struct hold_job j = {h, a, out};
-    int err = pg_write_keyed((struct pg_store *)s, h->session_id, hold_apply, &j);
+    struct hold_job j = {h, a, out, {SQL_HOLD_FAST, {0}}};
+    int64_t v[5] = {h->user_id, h->session_id, h->concert_id, h->now_ms, h->expires_at_ms};
+    pg_args_ints(&j.fast.args, 5, v);
+    pg_arg_str(&j.fast.args, id_array(a, h->seat_ids, h->nseats));
+    pg_arg_int(&j.fast.args, (int64_t)h->nseats);
+    /* With the live-hold cap the cap's check comes first: nothing ahead. */
+    const struct pg_ahead *ahead = h->max_live_holds > 0 ? NULL : &j.fast;
+    int err = pg_write_ahead((struct pg_store *)s, h->session_id, ahead, hold_apply, &j);
     if (err == 0) qsort(out->seats, out->nseats, sizeof(*out->seats), cmp_seat_number);
     return err;
 }

@@ -55,7 +55,17 @@
  *      one session queue up behind its transaction and commit together,
  *      one counter update for the whole batch. Other jobs (payments,
  *      charges, tokens, sweeps) run on the shared lane's PG_COMMITTERS.
- *      Lanes are about speed only: any job is correct on any lane. */
+ *      Lanes are about speed only: any job is correct on any lane.
+ *   8. Statements sent ahead. A lane's single committer ran its holds one
+ *      round trip after another, and on a loaded machine each round trip
+ *      is two wake-ups. A keyed job may hand in a statement that changes
+ *      nothing unless it succeeds as a whole (a hold's SQL_HOLD_FAST):
+ *      when every job of a batch has one, the committer sends them all in
+ *      one pipeline after BEGIN, each behind its own savepoint, and each
+ *      job's apply gets its result (pg_take_ahead) and goes on with its
+ *      own savepoint after them. A failed statement aborts the rest of the
+ *      pipeline: it is rolled back to its savepoint, and its job and the
+ *      ones after it run the usual way. */
 #include <assert.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -80,6 +90,8 @@ struct pg_job {
     int done;
     int tries;
     int again; /* rolled back as a deadlock victim (or after one): queue it again */
+    const struct pg_ahead *ahead; /* its statement to send ahead, or NULL (note 8) */
+    PGresult *pre;                /* that statement's result, when it was */
     pthread_cond_t cv;
     struct pg_job *next;
 };
@@ -159,7 +171,14 @@ static int commit_batch(struct pgconn *c) {
 static int run_job(struct pgconn *c, struct pg_job *j, int *fresh) {
     j->tries++;
     c->job_avail.n = 0;
+    if (j->pre) { /* note 8: its own savepoint starts after the statements sent ahead */
+        c->owe_savepoint = 1;
+        c->ahead = j->pre;
+        j->pre = NULL;
+    }
     int r = j->apply(c, j->arg);
+    PQclear(c->ahead); /* not taken */
+    c->ahead = NULL;
     if (c->lost_savepoint) { /* pg.c note 6: fail the batch, roll back nothing alone */
         j->result = r ? r : ERR_UNAVAILABLE;
         return ERR_UNAVAILABLE;
@@ -177,6 +196,44 @@ static int run_job(struct pgconn *c, struct pg_job *j, int *fresh) {
     return PQtransactionStatus(c->db) == PQTRANS_INTRANS ? 0 : ERR_IO;
 }
 
+/* Note 8: when every job of the batch has a statement to send ahead (and
+ * there are two or more), sends them all in one round trip, each behind its
+ * savepoint, and gives each job that ran up to the first failure its
+ * result. The failed statement is rolled back; its job and the ones after
+ * it run as usual. *fresh = 0 when statements stand on the savepoint. */
+static int send_ahead(struct pgconn *c, struct pg_job *batch, int *fresh) {
+    size_t n = 0;
+    for (struct pg_job *j = batch; j; j = j->next, n++)
+        if (!j->ahead) return 0;
+    if (n < 2) return 0;
+    const char **sql = xmalloc(n * sizeof(*sql));
+    const struct pg_args **args = xmalloc(n * sizeof(*args));
+    PGresult **res = xmalloc(n * sizeof(*res));
+    size_t i = 0;
+    for (struct pg_job *j = batch; j; j = j->next, i++) {
+        sql[i] = j->ahead->sql;
+        args[i] = &j->ahead->args;
+    }
+    int err = pg_exec_ahead(c, n, sql, args, res, "ahead");
+    int failed = 0;
+    i = 0;
+    for (struct pg_job *j = batch; err == 0 && j; j = j->next, i++) {
+        ExecStatusType st = res[i] ? PQresultStatus(res[i]) : PGRES_FATAL_ERROR;
+        failed = failed || (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK);
+        if (failed) {
+            PQclear(res[i]);
+        } else {
+            j->pre = res[i];
+            *fresh = 0;
+        }
+    }
+    if (err == 0 && failed) err = pg_simple(c, "ROLLBACK TO job", "rollback_to");
+    free(sql);
+    free(args);
+    free(res);
+    return err;
+}
+
 /* Design note 6: BEGIN and the first savepoint in one round trip, RELEASE of
  * a job and the savepoint of the next in one, the counters and COMMIT in
  * one; a savepoint rolled back to is used again as it is. */
@@ -185,6 +242,7 @@ static void run_batch(struct pgconn *c, struct pg_job *batch) {
     int err = c ? pg_simple(c, "BEGIN; SAVEPOINT job", "begin") : ERR_UNAVAILABLE;
     if (c) c->batch_avail.n = 0;
     int stopped = 0, fresh = 1;
+    if (err == 0) err = send_ahead(c, batch, &fresh);
     for (struct pg_job *j = batch; j; j = j->next) {
         if (err) {
             j->result = err;
@@ -196,6 +254,17 @@ static void run_batch(struct pgconn *c, struct pg_job *batch) {
             if (err) j->again = 0;
             stopped = j->again;
         }
+    }
+    int unapplied = 0; /* jobs stopped after a victim whose statements ran ahead (note 8) */
+    for (struct pg_job *j = batch; j; j = j->next) {
+        unapplied |= j->pre != NULL;
+        PQclear(j->pre);
+        j->pre = NULL;
+    }
+    if (err == 0 && unapplied) { /* their changes must not commit without them: all again */
+        pg_simple(c, "ROLLBACK", "rollback");
+        for (struct pg_job *j = batch; j; j = j->next) j->again = 1;
+        return;
     }
     if (err == 0) err = commit_batch(c);
     if (err && c && PQtransactionStatus(c->db) != PQTRANS_IDLE)
@@ -298,11 +367,12 @@ static int start_committers(struct pg_lane *l) {
     return 0;
 }
 
-static int write_on(struct pg_store *ps, size_t lane, pg_apply apply, void *arg) {
+static int write_on(struct pg_store *ps, size_t lane, const struct pg_ahead *ahead, pg_apply apply,
+                    void *arg) {
     assert(!on_committer); /* a job must not write through the queue it runs in */
     struct pg_commit *cm = &ps->commit;
     struct pg_lane *l = &cm->lanes[lane];
-    struct pg_job j = {.apply = apply, .arg = arg};
+    struct pg_job j = {.apply = apply, .arg = arg, .ahead = ahead};
     pthread_mutex_lock(&cm->mu);
     if (cm->stop || start_committers(l) != 0) {
         pthread_mutex_unlock(&cm->mu);
@@ -323,12 +393,23 @@ static int write_on(struct pg_store *ps, size_t lane, pg_apply apply, void *arg)
 }
 
 int pg_write(struct pg_store *ps, pg_apply apply, void *arg) {
-    return write_on(ps, PG_KEYED_LANES, apply, arg);
+    return write_on(ps, PG_KEYED_LANES, NULL, apply, arg);
+}
+
+int pg_write_ahead(struct pg_store *ps, int64_t key, const struct pg_ahead *ahead, pg_apply apply,
+                   void *arg) {
+    uint64_t k = (uint64_t)key;
+    return write_on(ps, (size_t)(k % PG_KEYED_LANES), ahead, apply, arg);
 }
 
 int pg_write_keyed(struct pg_store *ps, int64_t key, pg_apply apply, void *arg) {
-    uint64_t k = (uint64_t)key;
-    return write_on(ps, (size_t)(k % PG_KEYED_LANES), apply, arg);
+    return pg_write_ahead(ps, key, NULL, apply, arg);
+}
+
+PGresult *pg_take_ahead(struct pgconn *c) {
+    PGresult *r = c->ahead;
+    c->ahead = NULL;
+    return r;
 }
 
 void pg_commit_stop(struct pg_store *ps) {

@@ -45,6 +45,7 @@ struct pgconn {
     int retry;                /* that failure may pass in a new transaction (pg_retryable) */
     int owe_savepoint;        /* RELEASE job; SAVEPOINT job rides on the next statement */
     int lost_savepoint;       /* that prefix failed: the job's savepoint is not known */
+    PGresult *ahead;          /* the running job's statement, sent ahead (pg_take_ahead) */
 };
 
 #define PG_BATCH_MAX 64 /* jobs per transaction */
@@ -115,6 +116,15 @@ int pg_exec(struct pgconn *c, const char *sql, const struct pg_args *a, PGresult
  * NULL and its error is returned. */
 int pg_exec_many(struct pgconn *c, size_t n, const char *const *sql, const struct pg_args *const *a,
                  PGresult **res, const char *op);
+/* The statements of a batch's jobs sent ahead (pg_commit.c note 8): in a
+ * transaction whose savepoint job is fresh, sql[0..n) with RELEASE job;
+ * SAVEPOINT job between each two, in one round trip. res[i] gets statement
+ * i's result, success or failure (the caller PQclear()s it), or NULL when
+ * it did not run: after the first failure the transaction is aborted and
+ * ROLLBACK TO job undoes just the failed statement. 0, or the error of a
+ * savepoint statement or a broken connection (lost_savepoint; all NULL). */
+int pg_exec_ahead(struct pgconn *c, size_t n, const char *const *sql,
+                  const struct pg_args *const *a, PGresult **res, const char *op);
 /* Simple protocol, no parameters (BEGIN, COMMIT, SAVEPOINT, DDL). */
 int pg_simple(struct pgconn *c, const char *sql, const char *op);
 /* pg_exec, then the rows it changed. */
@@ -161,6 +171,20 @@ int pg_write(struct pg_store *ps, pg_apply apply, void *arg);
 /* pg_write on the keyed lane of key (> 0): jobs of one key run on one
  * committer, in few transactions (pg_commit.c note 7). */
 int pg_write_keyed(struct pg_store *ps, int64_t key, pg_apply apply, void *arg);
+/* A statement of a keyed job that its committer may send ahead, with those
+ * of the other jobs of the batch, in one round trip (pg_commit.c note 8).
+ * It must change nothing when apply then fails: apply's own savepoint
+ * starts after it. */
+struct pg_ahead {
+    const char *sql;
+    struct pg_args args;
+};
+/* pg_write_keyed with a statement to send ahead (NULL: none). */
+int pg_write_ahead(struct pg_store *ps, int64_t key, const struct pg_ahead *ahead, pg_apply apply,
+                   void *arg);
+/* Inside apply: the result of the job's statement sent ahead (the caller
+ * PQclear()s it), or NULL when it was not (then apply runs it itself). */
+PGresult *pg_take_ahead(struct pgconn *c);
 /* The savepoint bookkeeping owed before the next statement on c (pg.c note
  * 6): sent with it, in one round trip. */
 #define PG_OWED_SAVEPOINT "RELEASE job; SAVEPOINT job"
