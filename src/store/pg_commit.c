@@ -206,9 +206,10 @@ static int send_ahead(struct pgconn *c, struct pg_job *batch, int *fresh) {
     for (struct pg_job *j = batch; j; j = j->next, n++)
         if (!j->ahead) return 0;
     if (n < 2) return 0;
-    const char **sql = xmalloc(n * sizeof(*sql));
-    const struct pg_args **args = xmalloc(n * sizeof(*args));
-    PGresult **res = xmalloc(n * sizeof(*res));
+    assert(n <= PG_BATCH_MAX);
+    const char *sql[PG_BATCH_MAX];
+    const struct pg_args *args[PG_BATCH_MAX];
+    PGresult *res[PG_BATCH_MAX];
     size_t i = 0;
     for (struct pg_job *j = batch; j; j = j->next, i++) {
         sql[i] = j->ahead->sql;
@@ -228,9 +229,6 @@ static int send_ahead(struct pgconn *c, struct pg_job *batch, int *fresh) {
         }
     }
     if (err == 0 && failed) err = pg_simple(c, "ROLLBACK TO job", "rollback_to");
-    free(sql);
-    free(args);
-    free(res);
     return err;
 }
 
