@@ -11,7 +11,10 @@
 --   2. every other request, poll a user whose token is not ACTIVATED yet;
 --   3. else the next step of the flow: sessions, seats and a hold as the
 --      next user who holds an ACTIVATED token and no unpaid hold, then the
---      payment of the oldest unpaid hold.
+--      payment of the oldest unpaid hold; when no user is free for a new
+--      hold, the payment of the oldest one. (Before, the thread then only
+--      asked for the stats, and once every user of a thread had a hold out
+--      it never paid again: the run measured the stats route.)
 -- The browsing steps (sessions, seats) carry the token of a browser user
 -- that never pays (user users+2+thread): responses come back in any order
 -- over wrk's connections, and a browse of a user whose payment lands first
@@ -88,7 +91,9 @@ function request()
   if step == 4 and qhead > qtail then step = 1 end -- nothing to pay yet
   if step == 1 then
     cur = next_user()
-    if not cur then -- everyone is in line or has a hold out: look at the line
+    if not cur and qhead <= qtail then
+      step = 4 -- everyone is in line or has a hold out: pay the oldest hold
+    elseif not cur then -- everyone is in line or waits for a hold: look at the line
       step = 0
       return wrk.format("GET", path("/api/v1/waiting-queues/stats", "/stats"))
     end

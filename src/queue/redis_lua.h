@@ -152,13 +152,6 @@
     "if admitted > 0 then redis.call('HINCRBY', p .. 'stats', 'admitted', admitted) end\n"         \
     "return {1, admitted}\n"
 
-/* ARGV p. {waiting, active, expired, admitted}. */
-#define LUA_COUNTS                                                                                 \
-    LUA_PRELUDE                                                                                    \
-    "local c = redis.call('HMGET', p .. 'stats', 'expired', 'admitted')\n"                         \
-    "return {redis.call('ZCARD', p .. 'line'), redis.call('ZCARD', p .. 'active'),\n"              \
-    "        tonumber(c[1] or 0), tonumber(c[2] or 0)}\n"
-
 /* ARGV p, max_active, admit_per_sec ('0' leaves one unchanged; both '0':
  * a read). {max_active, admit_per_sec}, 0 for one never set. */
 #define LUA_LIMITS                                                                                 \

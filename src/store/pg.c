@@ -39,9 +39,18 @@
  *   5. Bulk inserts generate seats inside PostgreSQL (generate_series, one
  *      INSERT ... SELECT per block of seats), in one transaction with one
  *      durable COMMIT. Ids come from identity columns, so later inserts
- *      never collide with seeded rows. */
+ *      never collide with seeded rows.
+ *   6. Owed savepoints. Between two jobs of a batch the committer owes
+ *      RELEASE job; SAVEPOINT job (pg_commit.c note 6). It is not sent on
+ *      its own: the next statement carries it, in the same round trip: a
+ *      simple query as a prefix of its text, a prepared one in pipeline
+ *      mode (libpq >= 14) as two statements queued before it and one sync.
+ *      If the prefix fails, the job's savepoint is not known any more
+ *      (lost_savepoint): the committer fails the whole batch instead of
+ *      rolling back to a savepoint that may be the previous job's. */
 #include "store/store.h"
 
+#include <assert.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -187,6 +196,7 @@ static PGconn *connect_url(const char *url) {
 static int reconnect(struct pgconn *c) {
     if (c->db) PQfinish(c->db);
     memset(c->cache, 0, sizeof(c->cache));
+    c->owe_savepoint = 0;
     c->db = connect_url(c->owner->url);
     return c->db && PQstatus(c->db) == CONNECTION_OK ? 0 : ERR_UNAVAILABLE;
 }
@@ -292,21 +302,144 @@ static int prepared_slot(struct pgconn *c, const char *sql, const char *op, int 
     return -1;
 }
 
+#define PIPE_MAX 4 /* statements of one pg_exec_many() */
+
+/* Sends the prepared statements names[0..n) in one pipeline and one round
+ * trip, preceded by the owed savepoint statements (design note 6), if any,
+ * and, when between is set, with RELEASE job; SAVEPOINT job between each
+ * two (pg_exec_ahead). out[i] gets statement i's result, or NULL when it
+ * did not run (an earlier statement failed). 0, or the error of a
+ * savepoint statement or a broken connection (lost_savepoint set; the outs
+ * are cleared). Results come in order, each but the sync's followed by a
+ * NULL. */
+static int pipeline(struct pgconn *c, size_t n, char names[][16], const struct pg_args *const *a,
+                    int between, PGresult **out, const char *op) {
+    static const char *const owed[] = {"RELEASE job", "SAVEPOINT job"};
+    PGconn *db = c->db;
+    int first_owed = c->owe_savepoint;
+    c->owe_savepoint = 0;
+    /* item k: statement stmt[k], or a savepoint statement when -1 */
+    int *stmt = xmalloc((3 * n + 2) * sizeof(*stmt));
+    size_t items = 0;
+    int ok = PQenterPipelineMode(db), err = 0;
+    for (size_t i = 0; ok && i < n; i++) {
+        out[i] = NULL;
+        int ctl = i == 0 ? first_owed : between;
+        for (size_t k = 0; ok && ctl && k < 2; k++) {
+            ok = PQsendQueryParams(db, owed[k], 0, NULL, NULL, NULL, NULL, 0);
+            stmt[items++] = -1;
+        }
+        ok = ok && PQsendQueryPrepared(db, names[i], a[i] ? a[i]->n : 0, a[i] ? a[i]->v : NULL,
+                                       NULL, NULL, 0);
+        stmt[items++] = (int)i;
+    }
+    ok = ok && PQpipelineSync(db);
+    int synced = 0;
+    for (size_t k = 0, nulls = 0; ok && !synced && nulls < 8;) {
+        PGresult *r = PQgetResult(db);
+        if (!r) {
+            if (PQstatus(db) != CONNECTION_OK) break;
+            nulls++;
+            continue;
+        }
+        nulls = 0;
+        ExecStatusType st = PQresultStatus(r);
+        synced = st == PGRES_PIPELINE_SYNC;
+        int is = !synced && k < items ? stmt[k] : -2;
+        if (is == -1 && st != PGRES_COMMAND_OK && st != PGRES_PIPELINE_ABORTED && !err) {
+            c->lost_savepoint = 1;
+            err = fail(c, r, op);
+        }
+        if (is >= 0 && st != PGRES_PIPELINE_ABORTED)
+            out[is] = r;
+        else
+            PQclear(r);
+        if (!synced) k++;
+    }
+    free(stmt);
+    if (!synced || !PQexitPipelineMode(db)) { /* broken: pg_conn() connects anew */
+        c->lost_savepoint = 1;
+        if (!err) err = fail(c, NULL, op);
+        PQfinish(c->db);
+        c->db = NULL;
+    }
+    if (err)
+        for (size_t i = 0; i < n; i++) {
+            PQclear(out[i]);
+            out[i] = NULL;
+        }
+    return err;
+}
+
+/* The names of the prepared statements sql[0..n), preparing them first if
+ * needed: 0 or the error. */
+static int prepared_names(struct pgconn *c, size_t n, const char *const *sql, char names[][16],
+                          const char *op) {
+    int err = 0;
+    for (size_t i = 0; i < n; i++) {
+        int slot = prepared_slot(c, sql[i], op, &err);
+        if (slot < 0) return err;
+        snprintf(names[i], sizeof(names[i]), "s%d", slot);
+    }
+    return 0;
+}
+
+int pg_exec_ahead(struct pgconn *c, size_t n, const char *const *sql,
+                  const struct pg_args *const *a, PGresult **res, const char *op) {
+    for (size_t i = 0; i < n; i++) res[i] = NULL;
+    char(*names)[16] = xmalloc(n * sizeof(*names));
+    int err = prepared_names(c, n, sql, names, op);
+    if (err == 0) err = pipeline(c, n, names, a, 1, res, op);
+    free(names);
+    return err;
+}
+
+/* The statement's result: 0, or the error (logged; *r cleared). */
+static int result_ok(struct pgconn *c, PGresult **r, const char *op) {
+    if (*r && ok_status(PQresultStatus(*r))) {
+        c->sqlstate[0] = '\0';
+        c->retry = 0;
+        return 0;
+    }
+    int err = fail(c, *r, op);
+    PQclear(*r);
+    *r = NULL;
+    return err;
+}
+
+int pg_exec_many(struct pgconn *c, size_t n, const char *const *sql, const struct pg_args *const *a,
+                 PGresult **res, const char *op) {
+    assert(n > 0 && n <= PIPE_MAX);
+    char names[PIPE_MAX][16];
+    for (size_t i = 0; i < n; i++) res[i] = NULL;
+    int err = prepared_names(c, n, sql, names, op);
+    if (err) return err;
+    err = pipeline(c, n, names, a, 0, res, op);
+    for (size_t i = 0; err == 0 && i < n; i++) err = result_ok(c, &res[i], op);
+    if (err)
+        for (size_t i = 0; i < n; i++) {
+            PQclear(res[i]);
+            res[i] = NULL;
+        }
+    return err;
+}
+
 static int exec_once(struct pgconn *c, const char *sql, const struct pg_args *a, PGresult **res,
                      const char *op) {
     int err = 0;
     int slot = prepared_slot(c, sql, op, &err);
     if (slot < 0) return err;
-    char name[16];
-    snprintf(name, sizeof(name), "s%d", slot);
-    PGresult *r = PQexecPrepared(c->db, name, a ? a->n : 0, a ? a->v : NULL, NULL, NULL, 0);
-    if (!r || !ok_status(PQresultStatus(r))) {
-        err = fail(c, r, op);
-        PQclear(r);
-        return err;
+    char name[1][16];
+    snprintf(name[0], sizeof(name[0]), "s%d", slot);
+    PGresult *r = NULL;
+    if (c->owe_savepoint) {
+        err = pipeline(c, 1, name, &a, 0, &r, op);
+        if (err) return err;
+    } else {
+        r = PQexecPrepared(c->db, name[0], a ? a->n : 0, a ? a->v : NULL, NULL, NULL, 0);
     }
-    c->sqlstate[0] = '\0';
-    c->retry = 0;
+    err = result_ok(c, &r, op);
+    if (err) return err;
     if (res)
         *res = r;
     else
@@ -343,6 +476,15 @@ static int simple_once(struct pgconn *c, const char *sql, const char *op) {
 }
 
 int pg_simple(struct pgconn *c, const char *sql, const char *op) {
+    if (c->owe_savepoint) { /* design note 6: as a prefix */
+        c->owe_savepoint = 0;
+        size_t len = sizeof(PG_OWED_SAVEPOINT "; ") + strlen(sql);
+        char *both = xmalloc(len);
+        snprintf(both, len, "%s; %s", PG_OWED_SAVEPOINT, sql);
+        int err = simple_once(c, both, op);
+        free(both);
+        return err;
+    }
     int idle = PQtransactionStatus(c->db) == PQTRANS_IDLE;
     int err = simple_once(c, sql, op);
     if (err && dead_before(c, idle)) err = simple_once(c, sql, op);

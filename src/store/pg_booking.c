@@ -78,7 +78,6 @@ static const char SQL_HOLD_READ[] =
     "SELECT st.id, st.session_id, st.seat_number, st.grade, st.price, st.status,"
     " coalesce(st.reservation_id, 0) FROM sessions ss LEFT JOIN seats st"
     " ON st.id = ANY ($3::bigint[]) WHERE ss.id = $1 AND ss.concert_id = $2";
-static const char SQL_SEAT_STATUS[] = "SELECT status FROM seats WHERE id = $1";
 #define RES_COLS "id, user_id, session_id, status, total_price, created_at, expires_at, updated_at"
 static const char SQL_RES[] = "SELECT " RES_COLS " FROM reservations WHERE id = $1";
 static const char SQL_RES_LOCK[] = "SELECT " RES_COLS " FROM reservations WHERE id = $1 FOR UPDATE";
@@ -86,15 +85,50 @@ static const char SQL_RES_SEATS[] =
     "SELECT st.id, st.session_id, st.seat_number, st.grade, st.price"
     " FROM reservation_seats rs JOIN seats st ON st.id = rs.seat_id"
     " WHERE rs.reservation_id = $1 ORDER BY st.seat_number";
-static const char SQL_INS_RES[] =
+/* The reservation (its user made on first use) and the claim of its seats,
+ * in one statement: each seat that is free is taken and linked to it
+ * (design note 1); the reservation's id and how many seats were claimed.
+ * Seats are locked in id order (the index scan sorts = ANY), so two holds
+ * never wait on each other's seats in a cycle. The foreign keys to the new
+ * reservation are checked at the end of the statement, when it exists. */
+static const char SQL_HOLD[] =
     "WITH u AS (INSERT INTO users (id, balance, created_at) VALUES ($1, 0, $4)"
-    " ON CONFLICT (id) DO NOTHING)"
-    " INSERT INTO reservations (user_id, session_id, status, total_price, created_at, expires_at,"
-    " updated_at) VALUES ($1, $2, 'HELD', $3, $4, $5, $4) RETURNING id";
-/* Claims a free seat and links it to the reservation: 1 row, or 0 when taken. */
-static const char SQL_CLAIM_SEAT[] =
-    "WITH c AS (UPDATE seats SET status = 1, reservation_id = $2 WHERE id = $1 AND status = 0"
-    " RETURNING id) INSERT INTO reservation_seats (reservation_id, seat_id) SELECT $2, id FROM c";
+    " ON CONFLICT (id) DO NOTHING),"
+    " r AS (INSERT INTO reservations (user_id, session_id, status, total_price, created_at,"
+    " expires_at, updated_at) VALUES ($1, $2, 'HELD', $3, $4, $5, $4) RETURNING id),"
+    " c AS (UPDATE seats SET status = 1, reservation_id = (SELECT id FROM r)"
+    " WHERE id = ANY ($6::bigint[]) AND status = 0 RETURNING id),"
+    " i AS (INSERT INTO reservation_seats (reservation_id, seat_id)"
+    " SELECT (SELECT id FROM r), id FROM c RETURNING 1)"
+    " SELECT (SELECT id FROM r), (SELECT count(*) FROM i)";
+/* A hold in one statement when every seat is there and free (the usual
+ * case): the session's seats asked for, locked FOR UPDATE when free (a
+ * concurrent claim is waited for, then its seat is no longer free: READ
+ * COMMITTED re-checks status on the committed row, design note 1); only if
+ * all $7 are, the user (made on first use), the reservation and the claim
+ * of each. The claimed seats, or no row when anything was missing, taken
+ * or the total overflows: then nothing was written and hold_apply goes the
+ * long way, which names the fault or takes expired holds' seats back. It
+ * may be sent ahead (pg_commit.c note 8). $1 user, $2 session, $3 concert,
+ * $4 now, $5 expiry, $6 seat ids, $7 their count. */
+static const char SQL_HOLD_FAST[] =
+    "WITH want AS (SELECT st.id, st.price FROM seats st JOIN sessions ss ON ss.id = st.session_id"
+    " AND ss.concert_id = $3 WHERE st.id = ANY ($6::bigint[]) AND st.session_id = $2"
+    " AND st.status = 0 ORDER BY st.id FOR UPDATE OF st),"
+    " ok AS (SELECT sum(price) AS total FROM want"
+    " HAVING count(*) = $7 AND sum(price) <= 9223372036854775807),"
+    " u AS (INSERT INTO users (id, balance, created_at) SELECT $1, 0, $4 FROM ok"
+    " ON CONFLICT (id) DO NOTHING),"
+    " r AS (INSERT INTO reservations (user_id, session_id, status, total_price, created_at,"
+    " expires_at, updated_at) SELECT $1, $2, 'HELD', total, $4, $5, $4 FROM ok RETURNING id),"
+    " c AS (UPDATE seats SET status = 1, reservation_id = r.id FROM r"
+    " WHERE seats.id IN (SELECT id FROM want)"
+    " RETURNING r.id AS rid, seats.id, seats.seat_number, seats.grade, seats.price),"
+    " i AS (INSERT INTO reservation_seats (reservation_id, seat_id) SELECT rid, id FROM c)"
+    " SELECT rid, id, seat_number, grade, price FROM c";
+/* The seats of a hold that claimed fewer than it asked for: whose are they? */
+static const char SQL_SEATS_HOLDER[] =
+    "SELECT id, status, coalesce(reservation_id, 0) FROM seats WHERE id = ANY ($1::bigint[])";
 /* By the reservation's seat list (primary keys), not by seats.reservation_id (no index). */
 static const char SQL_RELEASE_SEATS[] =
     "UPDATE seats SET status = 0, reservation_id = NULL"
@@ -123,16 +157,30 @@ static const char SQL_EXPIRED_HOLDS[] =
 #define PAYLOAD(id, rid, uid, amount, method, at)                                                  \
     "format('{\"paymentId\":%s,\"reservationId\":%s,\"userId\":%s,\"amount\":%s,"                  \
     "\"method\":\"%s\",\"paidAt\":%s}', " id ", " rid ", " uid ", " amount ", " method ", " at ")"
-/* A balance payment and its event. */
-static const char SQL_INS_PAYMENT[] =
+/* A balance payment in one statement: the payment and its event, the
+ * balance and its ledger row, the reservation CONFIRMED and its held seats
+ * SOLD. $1 reservation, $2 user, $3 amount, $4 now, $5 method, $6
+ * Idempotency-Key, $7 the balance after. The payment's id, how many seats
+ * were sold and how many the reservation has (they must agree). */
+static const char SQL_PAY[] =
     "WITH p AS (INSERT INTO payments (reservation_id, user_id, amount, method, status,"
     " idempotency_key, created_at, updated_at)"
-    " VALUES ($1, $2, $3, $5, 'COMPLETED', $6, $4, $4) RETURNING id)"
-    " INSERT INTO outbox (topic, aggregate_id, payload, created_at)"
+    " VALUES ($1, $2, $3, $5, 'COMPLETED', $6, $4, $4) RETURNING id),"
+    " o AS (INSERT INTO outbox (topic, aggregate_id, payload, created_at)"
     " SELECT 'payment.completed', p.id, "
     /* payload */ PAYLOAD("p.id", "$1::bigint", "$2::bigint", "$3::bigint", "$5::text",
                           "$4::bigint")
-    /* created_at */ ", $4 FROM p RETURNING aggregate_id";
+    /* created_at */
+    ", $4 FROM p),"
+    " u AS (UPDATE users SET balance = $7 WHERE id = $2),"
+    " l AS (INSERT INTO balance_ledger (user_id, kind, amount, balance_after, ref, created_at)"
+    " SELECT $2, 'PAYMENT', -$3::bigint, $7, p.id, $4 FROM p),"
+    " r AS (UPDATE reservations SET status = 'CONFIRMED', updated_at = $4 WHERE id = $1),"
+    " s AS (UPDATE seats SET status = 2"
+    " WHERE id IN (SELECT seat_id FROM reservation_seats WHERE reservation_id = $1)"
+    " AND reservation_id = $1 AND status = 1 RETURNING 1)"
+    " SELECT p.id, (SELECT count(*) FROM s),"
+    " (SELECT count(*) FROM reservation_seats WHERE reservation_id = $1) FROM p";
 /* The event of a card payment: payment, reservation, user, amount, method, time. */
 static const char SQL_OUTBOX[] = "INSERT INTO outbox (topic, aggregate_id, payload, created_at)"
                                  " VALUES ('payment.completed', $1, "
@@ -233,13 +281,9 @@ static void read_res_seat(const PGresult *r, int i, struct arena *a, void *out) 
     x->price = pg_int(r, i, 4);
 }
 
-/* The reservation row without its seats (sql: plain or FOR UPDATE). ERR_NOT_FOUND. */
-static int read_res(struct pgconn *c, const char *sql, int64_t id, struct store_reservation *r) {
-    struct pg_args a;
-    pg_args_ints(&a, 1, &id);
-    PGresult *res;
-    int err = pg_exec(c, sql, &a, &res, "reservation");
-    if (err) return err;
+/* The reservation row of res (SQL_RES or SQL_RES_LOCK) into r, and clears
+ * res. ERR_NOT_FOUND. */
+static int res_of(PGresult *res, struct store_reservation *r) {
     if (PQntuples(res) == 0) {
         PQclear(res);
         return ERR_NOT_FOUND;
@@ -255,6 +299,15 @@ static int read_res(struct pgconn *c, const char *sql, int64_t id, struct store_
     r->updated_at_ms = pg_int(res, 0, 7);
     PQclear(res);
     return r->status < 0 ? ERR_INTERNAL : 0;
+}
+
+/* The reservation row without its seats (sql: plain or FOR UPDATE). ERR_NOT_FOUND. */
+static int read_res(struct pgconn *c, const char *sql, int64_t id, struct store_reservation *r) {
+    struct pg_args a;
+    pg_args_ints(&a, 1, &id);
+    PGresult *res;
+    int err = pg_exec(c, sql, &a, &res, "reservation");
+    return err ? err : res_of(res, r);
 }
 
 static int read_res_full(struct pgconn *c, struct arena *a, int64_t id,
@@ -328,6 +381,7 @@ struct hold_job {
     struct store_hold *h;
     struct arena *a;
     struct store_reservation *out;
+    struct pg_ahead fast; /* SQL_HOLD_FAST with its arguments; not copied (pg_args) */
 };
 
 /* Marks seat i as the one at fault with the status it has. */
@@ -400,26 +454,44 @@ static int hold_check_free(struct pgconn *c, struct hold_job *j, struct seat_row
     return 0;
 }
 
-/* Claims seat i for reservation rid (design note 1); a seat taken meanwhile
- * by another transaction is a conflict with the status it has now. */
-static int claim_seat(struct pgconn *c, struct hold_job *j, size_t i, int64_t rid) {
-    int64_t claim[2] = {j->h->seat_ids[i], rid}, changed = 0;
-    int err = changes_ints(c, SQL_CLAIM_SEAT, 2, claim, &changed, "claim_seat");
+/* Not every seat could be claimed for reservation rid: another transaction
+ * took one meanwhile (design note 1). The conflict names the first seat, in
+ * request order, that is not rid's, with the status it has now. */
+static int claim_conflict(struct pgconn *c, struct hold_job *j, const char *ids, int64_t rid) {
+    struct pg_args a = {0};
+    pg_arg_str(&a, ids);
+    PGresult *r;
+    int err = pg_exec(c, SQL_SEATS_HOLDER, &a, &r, "seats_holder");
     if (err) return err;
-    if (changed == 1) return 0;
-    int64_t status = 0;
-    err = query_ints(c, SQL_SEAT_STATUS, 1, &j->h->seat_ids[i], &status, "seat_status");
-    return err ? err : seat_conflict(j, i, status ? status : STORE_SEAT_HELD);
+    err = ERR_INTERNAL; /* every seat is rid's: the count was wrong */
+    for (size_t i = 0; err == ERR_INTERNAL && i < j->h->nseats; i++)
+        for (int k = 0; k < PQntuples(r); k++)
+            if (pg_int(r, k, 0) == j->h->seat_ids[i] && pg_int(r, k, 2) != rid) {
+                int64_t status = pg_int(r, k, 1);
+                err = seat_conflict(j, i, status ? status : STORE_SEAT_HELD);
+                break;
+            }
+    PQclear(r);
+    return err;
 }
 
+/* The reservation and its seats in one statement (SQL_HOLD). */
 static int hold_claim(struct pgconn *c, struct hold_job *j, int64_t total) {
     struct store_hold *h = j->h;
-    int64_t v[5] = {h->user_id, h->session_id, total, h->now_ms, h->expires_at_ms}, rid = 0;
-    int err = query_ints(c, SQL_INS_RES, 5, v, &rid, "insert_reservation");
-    for (size_t i = 0; i < h->nseats && err == 0; i++) err = claim_seat(c, j, i, rid);
-    if (err == 0) pg_move_avail(c, h->session_id, -(int64_t)h->nseats);
-    if (err == 0) j->out->id = rid;
-    return err;
+    int64_t v[5] = {h->user_id, h->session_id, total, h->now_ms, h->expires_at_ms};
+    struct pg_args a;
+    pg_args_ints(&a, 5, v);
+    const char *ids = id_array(j->a, h->seat_ids, h->nseats);
+    pg_arg_str(&a, ids);
+    PGresult *r;
+    int err = pg_exec(c, SQL_HOLD, &a, &r, "hold");
+    if (err) return err;
+    int64_t rid = pg_int(r, 0, 0), claimed = pg_int(r, 0, 1);
+    PQclear(r);
+    if (claimed != (int64_t)h->nseats) return claim_conflict(c, j, ids, rid);
+    pg_move_avail(c, h->session_id, -(int64_t)h->nseats);
+    j->out->id = rid;
+    return 0;
 }
 
 /* ERR_LIMIT when the user holds h->max_live_holds live holds already. Under
@@ -436,19 +508,65 @@ static int hold_check_cap(struct pgconn *c, const struct store_hold *h) {
     return n >= h->max_live_holds ? ERR_LIMIT : 0;
 }
 
+/* SQL_HOLD_FAST: 0 with the reservation in j->out and *total, 1 when the
+ * long way must decide (nothing was written), or an error. */
+static int hold_fast(struct pgconn *c, struct hold_job *j, int64_t *total) {
+    struct store_hold *h = j->h;
+    PGresult *r = pg_take_ahead(c); /* sent ahead with the batch, or now */
+    int ahead = r != NULL;
+    if (!r) {
+        int err = pg_exec(c, SQL_HOLD_FAST, &j->fast.args, &r, "hold_fast");
+        if (err) return err;
+    }
+    int rows = PQntuples(r);
+    if (rows != (int)h->nseats) {
+        PQclear(r);
+        if (rows == 0) return 1;
+        /* all or none: the locks hold the seats. Written ahead, the claim
+         * stands outside this job's savepoint: fail the whole batch. */
+        if (ahead) c->lost_savepoint = 1;
+        return ERR_INTERNAL;
+    }
+    *total = 0;
+    for (int i = 0; i < rows; i++) {
+        struct store_seat *seat = &j->out->seats[i];
+        seat->id = pg_int(r, i, 1);
+        seat->session_id = h->session_id;
+        seat->number = pg_int(r, i, 2);
+        seat->grade = pg_str(r, i, 3, j->a);
+        seat->price = pg_int(r, i, 4);
+        *total += seat->price; /* no overflow: the statement checked the sum */
+    }
+    j->out->id = pg_int(r, 0, 0);
+    PQclear(r);
+    pg_move_avail(c, h->session_id, -(int64_t)h->nseats);
+    return 0;
+}
+
+/* The long way: read every seat, name the first fault, take back seats of
+ * expired holds, then claim. */
+static int hold_slow(struct pgconn *c, struct hold_job *j, int64_t *total) {
+    struct store_hold *h = j->h;
+    struct seat_row *rows = arena_calloc(j->a, h->nseats, sizeof(*rows));
+    int err = hold_read_seats(c, j, rows);
+    if (err == 0) err = hold_check_cap(c, h);
+    if (err == 0) err = hold_check_free(c, j, rows);
+    *total = 0;
+    for (size_t i = 0; err == 0 && i < h->nseats; i++)
+        if (__builtin_add_overflow(*total, j->out->seats[i].price, total)) err = ERR_INVALID;
+    return err ? err : hold_claim(c, j, *total); /* creates the user on first use */
+}
+
 static int hold_apply(struct pgconn *c, void *arg) {
     struct hold_job *j = arg;
     struct store_hold *h = j->h;
     h->bad_seat_id = h->bad_seat_number = 0;
     h->bad_seat_status = 0;
-    struct seat_row *rows = arena_calloc(j->a, h->nseats, sizeof(*rows));
-    int err = hold_read_seats(c, j, rows);
-    if (err == 0) err = hold_check_cap(c, h);
-    if (err == 0) err = hold_check_free(c, j, rows);
     int64_t total = 0;
-    for (size_t i = 0; err == 0 && i < h->nseats; i++)
-        if (__builtin_add_overflow(total, j->out->seats[i].price, &total)) err = ERR_INVALID;
-    if (err == 0) err = hold_claim(c, j, total); /* creates the user on first use */
+    /* At the cap, the long way tells which refusal comes first. */
+    int err = hold_check_cap(c, h);
+    if (err == 0) err = hold_fast(c, j, &total);
+    if (err == 1 || err == ERR_LIMIT) err = hold_slow(c, j, &total);
     if (err) return err;
     struct store_reservation *r = j->out;
     r->user_id = h->user_id;
@@ -466,8 +584,14 @@ int pgb_hold_seats(struct store *s, struct arena *a, struct store_hold *h,
     memset(out, 0, sizeof(*out));
     out->seats = arena_calloc(a, h->nseats, sizeof(*out->seats));
     out->nseats = h->nseats;
-    struct hold_job j = {h, a, out};
-    int err = pg_write((struct pg_store *)s, hold_apply, &j);
+    struct hold_job j = {h, a, out, {SQL_HOLD_FAST, {0}}};
+    int64_t v[5] = {h->user_id, h->session_id, h->concert_id, h->now_ms, h->expires_at_ms};
+    pg_args_ints(&j.fast.args, 5, v);
+    pg_arg_str(&j.fast.args, id_array(a, h->seat_ids, h->nseats));
+    pg_arg_int(&j.fast.args, (int64_t)h->nseats);
+    /* With the live-hold cap the cap's check comes first: nothing ahead. */
+    const struct pg_ahead *ahead = h->max_live_holds > 0 ? NULL : &j.fast;
+    int err = pg_write_ahead((struct pg_store *)s, h->session_id, ahead, hold_apply, &j);
     if (err == 0) qsort(out->seats, out->nseats, sizeof(*out->seats), cmp_seat_number);
     return err;
 }
@@ -673,6 +797,15 @@ struct pay_job {
     const char *key; /* Idempotency-Key, kept on the payment row; NULL = none */
 };
 
+/* ERR_INTERNAL (logged) unless every seat of reservation rid was sold. */
+static int all_sold(int64_t rid, int64_t sold, int64_t want) {
+    if (sold == want) return 0;
+    LOG_ERROR(MOD,
+              "op=pay reservation=%" PRId64 " msg=\"%" PRId64 " of %" PRId64 " seats were held\"",
+              rid, sold, want);
+    return ERR_INTERNAL;
+}
+
 /* The reservation CONFIRMED and its seats from HELD to SOLD: all of them, or
  * ERR_INTERNAL. */
 static int confirm_res(struct pgconn *c, int64_t rid, int64_t now) {
@@ -684,14 +817,7 @@ static int confirm_res(struct pgconn *c, int64_t rid, int64_t now) {
     if (err) return err;
     int64_t sold = pg_int(r, 0, 0), want = pg_int(r, 0, 1);
     PQclear(r);
-    if (sold != want) {
-        LOG_ERROR(MOD,
-                  "op=pay reservation=%" PRId64 " msg=\"%" PRId64 " of %" PRId64
-                  " seats were held\"",
-                  rid, sold, want);
-        return ERR_INTERNAL;
-    }
-    return 0;
+    return all_sold(rid, sold, want);
 }
 
 /* The payment.completed event of card payment p, in its transaction. */
@@ -704,7 +830,10 @@ static int outbox_payment(struct pgconn *c, const struct store_payment *p) {
     return pg_exec(c, SQL_OUTBOX, &a, NULL, "outbox_payment");
 }
 
-static int insert_payment(struct pgconn *c, struct pay_job *j, const struct store_reservation *r) {
+/* The balance payment of reservation r, whose price the balance covers, in
+ * one statement (SQL_PAY): payment, event, balance, ledger, confirmation. */
+static int pay_write(struct pgconn *c, struct pay_job *j, const struct store_reservation *r,
+                     int64_t balance) {
     struct store_pay *p = j->p;
     struct pg_args a = {0};
     pg_arg_int(&a, r->id);
@@ -713,7 +842,14 @@ static int insert_payment(struct pgconn *c, struct pay_job *j, const struct stor
     pg_arg_int(&a, p->now_ms);
     pg_arg_str(&a, p->method);
     pg_arg_str(&a, j->key);
-    int err = pg_query_int(c, SQL_INS_PAYMENT, &a, &p->out.id, "insert_payment");
+    pg_arg_int(&a, balance - r->total_price);
+    PGresult *res;
+    int err = pg_exec(c, SQL_PAY, &a, &res, "pay");
+    if (err) return err;
+    int64_t sold = pg_int(res, 0, 1), want = pg_int(res, 0, 2);
+    p->out.id = pg_int(res, 0, 0);
+    PQclear(res);
+    err = all_sold(r->id, sold, want);
     if (err) return err;
     p->out.reservation_id = r->id;
     p->out.user_id = p->user_id;
@@ -723,25 +859,37 @@ static int insert_payment(struct pgconn *c, struct pay_job *j, const struct stor
     return 0;
 }
 
+/* The reservation, then the payer's balance, both locked (design note 1),
+ * in one round trip; a payer not stored yet has 0. */
+static int pay_lock(struct pgconn *c, const struct store_pay *p, struct store_reservation *r,
+                    int64_t *balance) {
+    static const char *const sql[2] = {SQL_RES_LOCK, SQL_BALANCE_LOCK};
+    struct pg_args ra, ba;
+    pg_args_ints(&ra, 1, &p->reservation_id);
+    pg_args_ints(&ba, 1, &p->user_id);
+    const struct pg_args *args[2] = {&ra, &ba};
+    PGresult *res[2];
+    int err = pg_exec_many(c, 2, sql, args, res, "pay_lock");
+    if (err) return err;
+    *balance = PQntuples(res[1]) > 0 ? pg_int(res[1], 0, 0) : 0;
+    PQclear(res[1]);
+    return res_of(res[0], r);
+}
+
 static int pay_op(struct pgconn *c, void *arg) {
     struct pay_job *j = arg;
     struct store_pay *p = j->p;
     struct store_reservation r;
     int64_t balance = 0;
     memset(&p->out, 0, sizeof(p->out));
-    int err = read_res(c, SQL_RES_LOCK, p->reservation_id, &r);
-    if (err == 0) err = balance_of(c, SQL_BALANCE_LOCK, p->user_id, &balance);
+    int err = pay_lock(c, p, &r, &balance);
     if (err) return err;
     p->res = r;
     p->balance = balance;
     err = p->check(&r, p->user_id, balance, p->now_ms);
     if (err) return err;
     if (strcmp(p->method, "balance") != 0 || balance < r.total_price) return ERR_INTERNAL;
-    err = insert_payment(c, j, &r);
-    if (err == 0)
-        err = move_balance(c, p->user_id, "PAYMENT", -r.total_price, balance - r.total_price,
-                           p->out.id, p->now_ms);
-    return err ? err : confirm_res(c, r.id, p->now_ms);
+    return pay_write(c, j, &r, balance);
 }
 
 int pgb_pay(struct store *s, struct arena *a, struct store_pay *p, struct store_idem *idem) {

@@ -2,9 +2,10 @@
  * pg_int.h).
  *
  * Responsible for turning many concurrent small writes into few durable
- * commits: writers queue a job and sleep; PG_COMMITTERS committer threads,
- * each with its own connection, take every queued job (up to PG_BATCH_MAX),
- * run them in one transaction and wake their writers after its COMMIT. Not
+ * commits: writers queue a job on a lane and sleep; the lane's committer
+ * threads, each with its own connection, take every queued job (up to
+ * PG_BATCH_MAX), run them in one transaction and wake their writers after
+ * its COMMIT (lanes: note 7). Not
  * here: what the jobs do (pg_booking.c, pg_queue.c), connections (pg.c).
  *
  * Design notes
@@ -39,14 +40,38 @@
  *      counter rows in the same order.
  *   6. Round trips. Every statement is a round trip to the server, and a
  *      committer waits for each; the savepoint bookkeeping rides along with
- *      other statements where it can (run_batch): BEGIN with the first
- *      SAVEPOINT, RELEASE with the next SAVEPOINT, the counters with COMMIT.
- *      A job is one round trip plus its own statements. */
+ *      other statements (run_batch): BEGIN with the first SAVEPOINT, the
+ *      RELEASE of a job and the SAVEPOINT of the next with that job's first
+ *      statement (owed, pg.c note 6), the counters with COMMIT. A job costs
+ *      its own statements' round trips and no more.
+ *   7. Lanes. Note 5 keeps a session's counter row locked only for the
+ *      COMMIT, but every transaction that holds a seat of the session still
+ *      takes that row, one after the other: with many committers each
+ *      running one hold (batches of 1 when writers are spread over them),
+ *      the row's lock queue, not the CPU or the disk, bounded the holds a
+ *      second (pg_stat_activity showed most committers waiting on it).
+ *      So jobs with a key (holds: their session) go to one of
+ *      PG_KEYED_LANES lanes by key, each with a single committer: holds of
+ *      one session queue up behind its transaction and commit together,
+ *      one counter update for the whole batch. Other jobs (payments,
+ *      charges, tokens, sweeps) run on the shared lane's PG_COMMITTERS.
+ *      Lanes are about speed only: any job is correct on any lane.
+ *   8. Statements sent ahead. A lane's single committer ran its holds one
+ *      round trip after another, and on a loaded machine each round trip
+ *      is two wake-ups. A keyed job may hand in a statement that changes
+ *      nothing unless it succeeds as a whole (a hold's SQL_HOLD_FAST):
+ *      when every job of a batch has one, the committer sends them all in
+ *      one pipeline after BEGIN, each behind its own savepoint, and each
+ *      job's apply gets its result (pg_take_ahead) and goes on with its
+ *      own savepoint after them. A failed statement aborts the rest of the
+ *      pipeline: it is rolled back to its savepoint, and its job and the
+ *      ones after it run the usual way. */
 #include <assert.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "core/err.h"
 #include "core/log.h"
@@ -65,6 +90,8 @@ struct pg_job {
     int done;
     int tries;
     int again; /* rolled back as a deadlock victim (or after one): queue it again */
+    const struct pg_ahead *ahead; /* its statement to send ahead, or NULL (note 8) */
+    PGresult *pre;                /* that statement's result, when it was */
     pthread_cond_t cv;
     struct pg_job *next;
 };
@@ -114,6 +141,7 @@ static int cmp_session(const void *x, const void *y) {
  * and COMMIT, as one simple-protocol query (the values are integers we
  * format ourselves). On failure the transaction is rolled back. */
 static int commit_batch(struct pgconn *c) {
+    c->owe_savepoint = 0; /* COMMIT releases every savepoint */
     if (PQtransactionStatus(c->db) != PQTRANS_INTRANS) return ERR_IO;
     struct pg_avail *a = &c->batch_avail;
     if (a->n > 1) qsort(a->v, a->n, sizeof(*a->v), cmp_session);
@@ -143,7 +171,18 @@ static int commit_batch(struct pgconn *c) {
 static int run_job(struct pgconn *c, struct pg_job *j, int *fresh) {
     j->tries++;
     c->job_avail.n = 0;
+    if (j->pre) { /* note 8: its own savepoint starts after the statements sent ahead */
+        c->owe_savepoint = 1;
+        c->ahead = j->pre;
+        j->pre = NULL;
+    }
     int r = j->apply(c, j->arg);
+    PQclear(c->ahead); /* not taken */
+    c->ahead = NULL;
+    if (c->lost_savepoint) { /* pg.c note 6: fail the batch, roll back nothing alone */
+        j->result = r ? r : ERR_UNAVAILABLE;
+        return ERR_UNAVAILABLE;
+    }
     if (r && pg_retryable(c) && j->tries < PG_JOB_TRIES) j->again = 1;
     j->result = r;
     if (r) { /* undo the job; the savepoint stays, fresh again */
@@ -157,28 +196,73 @@ static int run_job(struct pgconn *c, struct pg_job *j, int *fresh) {
     return PQtransactionStatus(c->db) == PQTRANS_INTRANS ? 0 : ERR_IO;
 }
 
+/* Note 8: when every job of the batch has a statement to send ahead (and
+ * there are two or more), sends them all in one round trip, each behind its
+ * savepoint, and gives each job that ran up to the first failure its
+ * result. The failed statement is rolled back; its job and the ones after
+ * it run as usual. *fresh = 0 when statements stand on the savepoint. */
+static int send_ahead(struct pgconn *c, struct pg_job *batch, int *fresh) {
+    size_t n = 0;
+    for (struct pg_job *j = batch; j; j = j->next, n++)
+        if (!j->ahead) return 0;
+    if (n < 2) return 0;
+    assert(n <= PG_BATCH_MAX);
+    const char *sql[PG_BATCH_MAX];
+    const struct pg_args *args[PG_BATCH_MAX];
+    PGresult *res[PG_BATCH_MAX];
+    size_t i = 0;
+    for (struct pg_job *j = batch; j; j = j->next, i++) {
+        sql[i] = j->ahead->sql;
+        args[i] = &j->ahead->args;
+    }
+    int err = pg_exec_ahead(c, n, sql, args, res, "ahead");
+    int failed = 0;
+    i = 0;
+    for (struct pg_job *j = batch; err == 0 && j; j = j->next, i++) {
+        ExecStatusType st = res[i] ? PQresultStatus(res[i]) : PGRES_FATAL_ERROR;
+        failed = failed || (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK);
+        if (failed) {
+            PQclear(res[i]);
+        } else {
+            j->pre = res[i];
+            *fresh = 0;
+        }
+    }
+    if (err == 0 && failed) err = pg_simple(c, "ROLLBACK TO job", "rollback_to");
+    return err;
+}
+
 /* Design note 6: BEGIN and the first savepoint in one round trip, RELEASE of
  * a job and the savepoint of the next in one, the counters and COMMIT in
  * one; a savepoint rolled back to is used again as it is. */
 static void run_batch(struct pgconn *c, struct pg_job *batch) {
+    if (c) c->owe_savepoint = c->lost_savepoint = 0;
     int err = c ? pg_simple(c, "BEGIN; SAVEPOINT job", "begin") : ERR_UNAVAILABLE;
     if (c) c->batch_avail.n = 0;
     int stopped = 0, fresh = 1;
+    if (err == 0) err = send_ahead(c, batch, &fresh);
     for (struct pg_job *j = batch; j; j = j->next) {
         if (err) {
             j->result = err;
         } else if (stopped) {
             j->again = 1; /* design note 3: after the victim, in the next transaction */
         } else {
-            if (!fresh) err = pg_simple(c, "RELEASE job; SAVEPOINT job", "savepoint");
-            if (err) {
-                j->result = err;
-                continue;
-            }
+            if (!fresh) c->owe_savepoint = 1; /* sent with the job's first statement */
             err = run_job(c, j, &fresh);
             if (err) j->again = 0;
             stopped = j->again;
         }
+    }
+    int unapplied = 0; /* jobs stopped after a victim whose statements ran ahead (note 8) */
+    for (struct pg_job *j = batch; j; j = j->next) {
+        unapplied |= j->pre != NULL;
+        PQclear(j->pre);
+        j->pre = NULL;
+    }
+    if (err == 0 && unapplied) { /* their changes must not commit without them: all again */
+        pg_simple(c, "ROLLBACK", "rollback");
+        for (struct pg_job *j = batch; j; j = j->next) j->again = 1;
+        return;
     }
     if (err == 0) err = commit_batch(c);
     if (err && c && PQtransactionStatus(c->db) != PQTRANS_IDLE)
@@ -188,15 +272,15 @@ static void run_batch(struct pgconn *c, struct pg_job *batch) {
         if (j->result == 0 && !j->again) j->result = ERR_UNAVAILABLE; /* not committed */
 }
 
-static struct pg_job *take_batch(struct pg_commit *cm) {
-    struct pg_job *first = cm->head, *last = first;
+static struct pg_job *take_batch(struct pg_commit *cm, struct pg_lane *l) {
+    struct pg_job *first = l->head, *last = first;
     size_t n = 1;
     while (last->next && n < PG_BATCH_MAX) {
         last = last->next;
         n++;
     }
-    cm->head = last->next;
-    if (!cm->head) cm->tail = NULL;
+    l->head = last->next;
+    if (!l->head) l->tail = NULL;
     last->next = NULL;
     cm->pending -= n;
     cm->batches++;
@@ -205,8 +289,8 @@ static struct pg_job *take_batch(struct pg_commit *cm) {
 }
 
 /* Wakes the finished jobs of batch and puts the ones to run again back at
- * the head of the queue, in order; cm->mu is held. */
-static void finish_batch(struct pg_commit *cm, struct pg_job *batch) {
+ * the head of the lane, in order; cm->mu is held. */
+static void finish_batch(struct pg_commit *cm, struct pg_lane *l, struct pg_job *batch) {
     struct pg_job *again = NULL, *last = NULL;
     for (struct pg_job *j = batch, *next; j; j = next) {
         next = j->next; /* j lives on its writer's stack: read next first */
@@ -226,21 +310,22 @@ static void finish_batch(struct pg_commit *cm, struct pg_job *batch) {
         pthread_cond_signal(&j->cv);
     }
     if (!again) return;
-    last->next = cm->head;
-    if (!cm->head) cm->tail = last;
-    cm->head = again;
-    pthread_cond_signal(&cm->wake);
+    last->next = l->head;
+    if (!l->head) l->tail = last;
+    l->head = again;
+    pthread_cond_signal(&l->wake);
 }
 
 static void *committer_main(void *p) {
-    struct pg_store *ps = p;
+    struct pg_lane *l = p;
+    struct pg_store *ps = l->owner;
     struct pg_commit *cm = &ps->commit;
     on_committer = 1;
     pthread_mutex_lock(&cm->mu);
     for (;;) {
-        while (!cm->head && !cm->stop) pthread_cond_wait(&cm->wake, &cm->mu);
-        if (!cm->head) break; /* stop, and nothing left to do */
-        struct pg_job *batch = take_batch(cm);
+        while (!l->head && !cm->stop) pthread_cond_wait(&l->wake, &cm->mu);
+        if (!l->head) break; /* stop, and nothing left to do */
+        struct pg_job *batch = take_batch(cm, l);
         pthread_mutex_unlock(&cm->mu);
         uint64_t n = 0;
         for (struct pg_job *j = batch; j; j = j->next) n++;
@@ -248,7 +333,7 @@ static void *committer_main(void *p) {
         run_batch(pg_conn(&ps->base), batch);
         metrics_commit(n, time_mono_us() - t0);
         pthread_mutex_lock(&cm->mu);
-        finish_batch(cm, batch);
+        finish_batch(cm, l, batch);
     }
     pthread_mutex_unlock(&cm->mu);
     return NULL;
@@ -258,59 +343,84 @@ static void *committer_main(void *p) {
 
 void pg_commit_init(struct pg_store *ps) {
     struct pg_commit *cm = &ps->commit;
+    memset(cm, 0, sizeof(*cm));
     pthread_mutex_init(&cm->mu, NULL);
-    pthread_cond_init(&cm->wake, NULL);
-    cm->nthreads = cm->stop = 0;
-    cm->head = cm->tail = NULL;
-    cm->pending = 0;
-    cm->batches = cm->jobs = cm->retries = 0;
+    for (int i = 0; i < PG_LANES; i++) {
+        struct pg_lane *l = &cm->lanes[i];
+        l->owner = ps;
+        l->want = i < PG_KEYED_LANES ? 1 : PG_COMMITTERS;
+        pthread_cond_init(&l->wake, NULL);
+    }
 }
 
-/* Starts the committers on first use; cm->mu is held. 0 or ERR_UNAVAILABLE. */
-static int start_committers(struct pg_store *ps) {
-    struct pg_commit *cm = &ps->commit;
-    while (cm->nthreads < PG_COMMITTERS) {
-        if (pthread_create(&cm->threads[cm->nthreads], NULL, committer_main, ps) != 0) {
+/* Starts the lane's committers on first use; cm->mu is held. 0 or ERR_UNAVAILABLE. */
+static int start_committers(struct pg_lane *l) {
+    while (l->nthreads < l->want) {
+        if (pthread_create(&l->threads[l->nthreads], NULL, committer_main, l) != 0) {
             LOG_ERROR(MOD, "op=group_commit msg=\"cannot start a committer thread\"");
-            return cm->nthreads ? 0 : ERR_UNAVAILABLE;
+            return l->nthreads ? 0 : ERR_UNAVAILABLE;
         }
-        cm->nthreads++;
+        l->nthreads++;
     }
     return 0;
 }
 
-int pg_write(struct pg_store *ps, pg_apply apply, void *arg) {
+static int write_on(struct pg_store *ps, size_t lane, const struct pg_ahead *ahead, pg_apply apply,
+                    void *arg) {
     assert(!on_committer); /* a job must not write through the queue it runs in */
     struct pg_commit *cm = &ps->commit;
-    struct pg_job j = {.apply = apply, .arg = arg};
+    struct pg_lane *l = &cm->lanes[lane];
+    struct pg_job j = {.apply = apply, .arg = arg, .ahead = ahead};
     pthread_mutex_lock(&cm->mu);
-    if (cm->stop || start_committers(ps) != 0) {
+    if (cm->stop || start_committers(l) != 0) {
         pthread_mutex_unlock(&cm->mu);
         return ERR_UNAVAILABLE;
     }
     pthread_cond_init(&j.cv, NULL);
-    if (cm->tail)
-        cm->tail->next = &j;
+    if (l->tail)
+        l->tail->next = &j;
     else
-        cm->head = &j;
-    cm->tail = &j;
+        l->head = &j;
+    l->tail = &j;
     cm->pending++;
-    pthread_cond_signal(&cm->wake);
+    pthread_cond_signal(&l->wake);
     while (!j.done) pthread_cond_wait(&j.cv, &cm->mu);
     pthread_mutex_unlock(&cm->mu);
     pthread_cond_destroy(&j.cv);
     return j.result;
 }
 
+int pg_write(struct pg_store *ps, pg_apply apply, void *arg) {
+    return write_on(ps, PG_KEYED_LANES, NULL, apply, arg);
+}
+
+int pg_write_ahead(struct pg_store *ps, int64_t key, const struct pg_ahead *ahead, pg_apply apply,
+                   void *arg) {
+    uint64_t k = (uint64_t)key;
+    return write_on(ps, (size_t)(k % PG_KEYED_LANES), ahead, apply, arg);
+}
+
+int pg_write_keyed(struct pg_store *ps, int64_t key, pg_apply apply, void *arg) {
+    return pg_write_ahead(ps, key, NULL, apply, arg);
+}
+
+PGresult *pg_take_ahead(struct pgconn *c) {
+    PGresult *r = c->ahead;
+    c->ahead = NULL;
+    return r;
+}
+
 void pg_commit_stop(struct pg_store *ps) {
     struct pg_commit *cm = &ps->commit;
     pthread_mutex_lock(&cm->mu);
     cm->stop = 1;
-    int n = cm->nthreads;
-    pthread_cond_broadcast(&cm->wake);
+    for (int i = 0; i < PG_LANES; i++) pthread_cond_broadcast(&cm->lanes[i].wake);
     pthread_mutex_unlock(&cm->mu);
-    for (int i = 0; i < n; i++) pthread_join(cm->threads[i], NULL);
-    pthread_cond_destroy(&cm->wake);
+    for (int i = 0; i < PG_LANES; i++) {
+        struct pg_lane *l = &cm->lanes[i];
+        for (int k = 0; k < l->nthreads; k++) pthread_join(l->threads[k], NULL);
+        pthread_cond_destroy(&l->wake);
+    }
     pthread_mutex_destroy(&cm->mu);
 }
 

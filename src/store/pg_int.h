@@ -43,17 +43,31 @@ struct pgconn {
     struct pgconn *next_idle; /* idle list: connections of exited threads */
     char sqlstate[6];         /* of the last failed statement; "" when none */
     int retry;                /* that failure may pass in a new transaction (pg_retryable) */
+    int owe_savepoint;        /* RELEASE job; SAVEPOINT job rides on the next statement */
+    int lost_savepoint;       /* that prefix failed: the job's savepoint is not known */
+    PGresult *ahead;          /* the running job's statement, sent ahead (pg_take_ahead) */
 };
+
+#define PG_BATCH_MAX 64 /* jobs per transaction */
+#define PG_COMMITTERS 6 /* committer threads of the shared lane, each with its own connection */
+#define PG_KEYED_LANES                                                                             \
+    2 /* lanes of one committer each, for jobs with a key (pg_commit.c note 7)                     \
+       */
+#define PG_LANES (PG_KEYED_LANES + 1)
 
 /* The group committer's state (pg_commit.c); guarded by mu. */
 struct pg_job;
+struct pg_lane {
+    struct pg_store *owner;
+    pthread_cond_t wake; /* its committers: a job was queued, or stop */
+    struct pg_job *head, *tail;
+    int want, nthreads; /* committers it runs; started (lazily, by the first pg_write) */
+    pthread_t threads[PG_COMMITTERS];
+};
 struct pg_commit {
     pthread_mutex_t mu;
-    pthread_cond_t wake; /* committers: a job was queued, or stop */
-    pthread_t threads[8];
-    int nthreads; /* started (lazily, by the first pg_write) */
-    int stop;     /* close(): finish what is queued, then exit */
-    struct pg_job *head, *tail;
+    struct pg_lane lanes[PG_LANES]; /* keyed ones first, the shared one last */
+    int stop;                       /* close(): finish what is queued, then exit */
     size_t pending;
     uint64_t batches, jobs, retries; /* totals, for metrics and tests */
 };
@@ -96,6 +110,21 @@ int64_t pg_now_ms(void);
  * a new connection. */
 int pg_exec(struct pgconn *c, const char *sql, const struct pg_args *a, PGresult **res,
             const char *op);
+/* pg_exec of n (<= 4) statements inside a transaction, sent together in
+ * one round trip (pipeline mode; pg.c note 6): res[i] gets statement i's
+ * result (the caller PQclear()s each). On the first failure every res[i] is
+ * NULL and its error is returned. */
+int pg_exec_many(struct pgconn *c, size_t n, const char *const *sql, const struct pg_args *const *a,
+                 PGresult **res, const char *op);
+/* The statements of a batch's jobs sent ahead (pg_commit.c note 8): in a
+ * transaction whose savepoint job is fresh, sql[0..n) with RELEASE job;
+ * SAVEPOINT job between each two, in one round trip. res[i] gets statement
+ * i's result, success or failure (the caller PQclear()s it), or NULL when
+ * it did not run: after the first failure the transaction is aborted and
+ * ROLLBACK TO job undoes just the failed statement. 0, or the error of a
+ * savepoint statement or a broken connection (lost_savepoint; all NULL). */
+int pg_exec_ahead(struct pgconn *c, size_t n, const char *const *sql,
+                  const struct pg_args *const *a, PGresult **res, const char *op);
 /* Simple protocol, no parameters (BEGIN, COMMIT, SAVEPOINT, DDL). */
 int pg_simple(struct pgconn *c, const char *sql, const char *op);
 /* pg_exec, then the rows it changed. */
@@ -133,15 +162,32 @@ int pg_tx_end(struct pgconn *c, int err);
  * pg_write; it may be run more than once (a deadlock victim is rolled back
  * to its savepoint and run again in the next transaction), so it must set
  * its out fields afresh each time. */
-#define PG_BATCH_MAX 64 /* jobs per transaction */
-#define PG_COMMITTERS 8 /* committer threads, each with its own connection */
-
 typedef int (*pg_apply)(struct pgconn *c, void *arg);
 /* Inside a job: sessions.available_seats of session_id moves by delta when
  * the job's transaction commits (applied by the committer, in session
  * order, right before COMMIT; dropped with the job when it fails). */
 void pg_move_avail(struct pgconn *c, int64_t session_id, int64_t delta);
 int pg_write(struct pg_store *ps, pg_apply apply, void *arg);
+/* pg_write on the keyed lane of key (> 0): jobs of one key run on one
+ * committer, in few transactions (pg_commit.c note 7). */
+int pg_write_keyed(struct pg_store *ps, int64_t key, pg_apply apply, void *arg);
+/* A statement of a keyed job that its committer may send ahead, with those
+ * of the other jobs of the batch, in one round trip (pg_commit.c note 8).
+ * It must change nothing when apply then fails: apply's own savepoint
+ * starts after it. */
+struct pg_ahead {
+    const char *sql;
+    struct pg_args args;
+};
+/* pg_write_keyed with a statement to send ahead (NULL: none). */
+int pg_write_ahead(struct pg_store *ps, int64_t key, const struct pg_ahead *ahead, pg_apply apply,
+                   void *arg);
+/* Inside apply: the result of the job's statement sent ahead (the caller
+ * PQclear()s it), or NULL when it was not (then apply runs it itself). */
+PGresult *pg_take_ahead(struct pgconn *c);
+/* The savepoint bookkeeping owed before the next statement on c (pg.c note
+ * 6): sent with it, in one round trip. */
+#define PG_OWED_SAVEPOINT "RELEASE job; SAVEPOINT job"
 void pg_commit_init(struct pg_store *ps);
 void pg_commit_stop(struct pg_store *ps);
 size_t pg_commit_pending(struct pg_store *ps);
