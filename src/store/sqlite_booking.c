@@ -578,9 +578,11 @@ int sqb_get_balance(struct store *s, int64_t user_id, int64_t *balance) {
 
 static int charge_op(struct conn *c, void *arg) {
     struct store_charge *ch = arg;
-    int64_t balance, after;
-    int err = ensure_user(c, ch->user_id, ch->now_ms);
-    if (err == 0) err = balance_of(c, ch->user_id, &balance);
+    int64_t balance = 0, after;
+    /* Read first: the insert of a user never seen is needed once per user,
+     * and a charge is on the committer, the thread every write waits for. */
+    int err = sq_query_int(c, SQL_BALANCE, 1, &ch->user_id, &balance);
+    if (err == ERR_NOT_FOUND) err = ensure_user(c, ch->user_id, ch->now_ms);
     if (err == 0) err = ch->credit(balance, ch->amount, &after);
     if (err == 0) err = move_balance(c, ch->user_id, "CHARGE", ch->amount, after, 0, ch->now_ms);
     if (err == 0) ch->balance = after;
