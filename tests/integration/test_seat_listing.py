@@ -6,6 +6,8 @@ these tests hold it to what a reader of the database would see."""
 import threading
 import time
 
+import pytest
+
 from booking_util import SEATS, auth, check_invariants, hold, seats_of, sessions_of
 from conftest import assert_ok_json
 
@@ -122,3 +124,26 @@ def test_a_write_by_another_process_shows_within_a_second_or_two(server):
         time.sleep(0.05)
     counts = {s["sessionId"]: s["availableSeats"] for s in sessions_of(srv, cid)}
     assert counts[sid] == SEATS - 2
+
+
+@pytest.mark.parametrize("cache", ["0", "1KiB"])  # off; too small for any session
+def test_pages_from_sql_when_the_seat_map_is_off_or_full(server, cache):
+    srv = server(args=NO_CAPS + ["--seat-cache", cache])
+    cid, sid = 1, sessions_of(srv, 1)[0]["sessionId"]
+    by_number = {s["seatNumber"]: s["seatId"] for s in seats_of(srv, cid, sid)}
+    assert len(by_number) == SEATS
+    rid = assert_ok_json(hold(srv, 13, cid, sid, [by_number[7]]), 201)["reservationId"]
+    assert page_numbers(srv, cid, sid) == [n for n in range(1, SEATS + 1) if n != 7]
+    assert srv.delete(f"/api/v1/reservations/{rid}", headers=auth(13)).status == 200
+    assert page_numbers(srv, cid, sid) == list(range(1, SEATS + 1))
+    r = srv.get(f"/api/v1/concerts/2/sessions/{sid}/seats", headers=auth(1))
+    assert r.status == 404, r  # a session of another concert, from SQL too
+
+
+def test_a_session_in_memory_is_still_only_its_concerts(server):
+    srv = server()
+    sid = sessions_of(srv, 1)[0]["sessionId"]
+    assert len(page_numbers(srv, 1, sid)) == SEATS  # in memory now
+    r = srv.get(f"/api/v1/concerts/2/sessions/{sid}/seats", headers=auth(1))
+    assert r.status == 404, r
+    assert r.json["error"]["code"] == "NOT_FOUND", r
