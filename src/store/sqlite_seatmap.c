@@ -99,11 +99,17 @@ static struct sm_session *find(struct sm_stripe *st, int64_t session_id) {
     return NULL;
 }
 
-static void free_session(struct sq_seatmap *m, struct sm_session *x) {
-    atomic_fetch_sub(&m->bytes, x->bytes);
+/* Frees an entry that was never installed (counts no bytes). */
+static void discard(struct sm_session *x) {
     free(x->seats);
     free(x->by_id);
     free(x);
+}
+
+/* Frees an installed entry. */
+static void free_session(struct sq_seatmap *m, struct sm_session *x) {
+    atomic_fetch_sub(&m->bytes, x->bytes);
+    discard(x);
 }
 
 struct sq_seatmap *sq_seatmap_new(size_t cap) {
@@ -205,9 +211,7 @@ static int load(struct sq_seatmap *m, struct conn *c, int64_t session_id,
     x->bytes = sizeof(*x) + x->n * (sizeof(*x->seats) + (x->by_id ? sizeof(*x->by_id) : 0));
     if (err == 0 && atomic_load(&m->bytes) + x->bytes > m->cap) err = ERR_LIMIT;
     if (err) {
-        free(x->seats);
-        free(x->by_id);
-        free(x);
+        discard(x);
         return err;
     }
     *out = x;
@@ -269,9 +273,7 @@ int sq_seatmap_page(struct sq_seatmap *m, struct conn *c, int64_t concert_id, in
     pthread_mutex_lock(&st->mu);
     if (st->gen != gen) { /* a commit reported while we read: design note 3 */
         pthread_mutex_unlock(&st->mu);
-        free(fresh->seats);
-        free(fresh->by_id);
-        free(fresh);
+        discard(fresh);
         return ERR_LIMIT;
     }
     struct sm_session **link = &st->head;
