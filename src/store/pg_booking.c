@@ -34,8 +34,13 @@
  *        - Idempotency keys are claimed first with INSERT ... ON CONFLICT:
  *          a duplicate request on another instance blocks on the claim
  *          until the first transaction commits, then replays its response.
- *      Rows are locked reservation first, then its seats, everywhere; what
- *      still deadlocks across batches is run again (pg_commit.c note 3).
+ *      Rows are locked reservation first, then its seats, except by holds:
+ *      their committer locks every seat of its batch first, in id order
+ *      (pg_commit.c note 9), so two holds never wait on each other in a
+ *      cycle, and a hold taking back an expired hold's seats locks that
+ *      reservation after them. What still deadlocks (that take-back
+ *      against a sweep of the same reservation, a payment against a
+ *      capped hold of its own user) is run again (pg_commit.c note 3).
  *   2. sessions.available_seats moves in the same transaction as
  *      seats.status, as in sqlite_booking.c note 2, but the job only records
  *      the change (pg_move_avail): the committer applies the batch's changes
@@ -63,7 +68,10 @@
 static const char SQL_USER_ENSURE[] = "INSERT INTO users (id, balance, created_at)"
                                       " VALUES ($1, 0, $2) ON CONFLICT (id) DO NOTHING";
 static const char SQL_BALANCE[] = "SELECT balance FROM users WHERE id = $1";
-static const char SQL_BALANCE_LOCK[] = "SELECT balance FROM users WHERE id = $1 FOR UPDATE";
+/* NO KEY UPDATE: a balance is not a key, so the foreign-key checks of other
+ * users' rows pointing at this one (FOR KEY SHARE) need not wait for it. */
+static const char SQL_BALANCE_LOCK[] =
+    "SELECT balance FROM users WHERE id = $1 FOR NO KEY UPDATE";
 static const char SQL_LIVE_HOLDS[] =
     "SELECT count(*) FROM reservations WHERE user_id = $1 AND (status = 'PAYMENT_PENDING' OR "
     "(status = 'HELD' AND expires_at > $2))";
@@ -88,9 +96,9 @@ static const char SQL_RES_SEATS[] =
 /* The reservation (its user made on first use) and the claim of its seats,
  * in one statement: each seat that is free is taken and linked to it
  * (design note 1); the reservation's id and how many seats were claimed.
- * Seats are locked in id order (the index scan sorts = ANY), so two holds
- * never wait on each other's seats in a cycle. The foreign keys to the new
- * reservation are checked at the end of the statement, when it exists. */
+ * Its committer locked the seats already (pg_commit.c note 9). The foreign
+ * keys to the new reservation are checked at the end of the statement,
+ * when it exists. */
 static const char SQL_HOLD[] =
     "WITH u AS (INSERT INTO users (id, balance, created_at) VALUES ($1, 0, $4)"
     " ON CONFLICT (id) DO NOTHING),"
@@ -381,7 +389,7 @@ struct hold_job {
     struct store_hold *h;
     struct arena *a;
     struct store_reservation *out;
-    struct pg_ahead fast; /* SQL_HOLD_FAST with its arguments; not copied (pg_args) */
+    struct pg_ahead fast; /* its seats, and SQL_HOLD_FAST with its arguments */
 };
 
 /* Marks seat i as the one at fault with the status it has. */
@@ -584,14 +592,18 @@ int pgb_hold_seats(struct store *s, struct arena *a, struct store_hold *h,
     memset(out, 0, sizeof(*out));
     out->seats = arena_calloc(a, h->nseats, sizeof(*out->seats));
     out->nseats = h->nseats;
-    struct hold_job j = {h, a, out, {SQL_HOLD_FAST, {0}}};
+    /* Its seats are locked with the batch's (pg_commit.c note 9). With the
+     * live-hold cap, so is the user's row, and the cap's check comes first:
+     * nothing is sent ahead. */
+    int capped = h->max_live_holds > 0;
+    struct hold_job j = {h, a, out,
+                         {h->seat_ids, h->nseats, capped ? h->user_id : 0,
+                          capped ? NULL : SQL_HOLD_FAST, {0}}};
     int64_t v[5] = {h->user_id, h->session_id, h->concert_id, h->now_ms, h->expires_at_ms};
     pg_args_ints(&j.fast.args, 5, v);
     pg_arg_str(&j.fast.args, id_array(a, h->seat_ids, h->nseats));
     pg_arg_int(&j.fast.args, (int64_t)h->nseats);
-    /* With the live-hold cap the cap's check comes first: nothing ahead. */
-    const struct pg_ahead *ahead = h->max_live_holds > 0 ? NULL : &j.fast;
-    int err = pg_write_ahead((struct pg_store *)s, h->session_id, ahead, hold_apply, &j);
+    int err = pg_write_ahead((struct pg_store *)s, h->session_id, &j.fast, hold_apply, &j);
     if (err == 0) qsort(out->seats, out->nseats, sizeof(*out->seats), cmp_seat_number);
     return err;
 }

@@ -27,8 +27,9 @@
  *      its savepoint, the batch stops there and commits what ran before
  *      (releasing its locks), and the victim and the jobs after it go back
  *      to the head of the queue to run in the next transaction, at most
- *      PG_JOB_TRIES times in all (then ERR_UNAVAILABLE). 5 tries let 150
- *      racing holds through two instances under ASan end one in a 503.
+ *      PG_JOB_TRIES times in all (then ERR_UNAVAILABLE). PostgreSQL looks
+ *      for a cycle only after deadlock_timeout (1 s): each deadlock stalls
+ *      both batches that long, so note 9 keeps holds out of them.
  *   4. Batching as in sqlite_commit.c: a committer takes whatever is queued
  *      when it finishes its previous batch; no timers.
  *   5. Hot rows. Every hold of a session moves that session's
@@ -66,7 +67,18 @@
  *      job's apply gets its result (pg_take_ahead) and goes on with its
  *      own savepoint after them. A failed statement aborts the rest of the
  *      pipeline: it is rolled back to its savepoint, and its job and the
- *      ones after it run the usual way. */
+ *      ones after it run the usual way.
+ *   9. Locks in order. Each job locks its own seats in id order, but a
+ *      batch runs job after job: batch A's first hold locks seat 1 while
+ *      batch B's locks seat 2, then A's next hold waits for seat 2 and B's
+ *      for seat 1. Every hold job names the rows it will lock (its seats;
+ *      its user's row when it checks the live-hold cap), and the committer
+ *      locks all of them for the batch in the BEGIN round trip, seats then
+ *      users, each in id order. A batch then waits only before it holds
+ *      anything else, so hold batches of any lane or instance cannot
+ *      deadlock each other. Seen without it: 150 holds of 10 seats raced
+ *      through two instances deadlocked up to 6 times in a row (6 s) and,
+ *      on a loaded machine, past the clients' 10 s timeout. */
 #include <assert.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -82,7 +94,7 @@
 #include "store/pg_int.h"
 
 #define MOD "store"
-#define PG_JOB_TRIES 20 /* a deadlock victim is rolled back, so another try is always safe */
+#define PG_JOB_TRIES 5 /* a deadlock victim is rolled back, so another try is always safe */
 
 struct pg_job {
     pg_apply apply;
@@ -205,7 +217,7 @@ static int run_job(struct pgconn *c, struct pg_job *j, int *fresh) {
 static int send_ahead(struct pgconn *c, struct pg_job *batch, int *fresh) {
     size_t n = 0;
     for (struct pg_job *j = batch; j; j = j->next, n++)
-        if (!j->ahead) return 0;
+        if (!j->ahead || !j->ahead->sql) return 0;
     if (n < 2) return 0;
     assert(n <= PG_BATCH_MAX);
     const char *sql[PG_BATCH_MAX];
@@ -233,13 +245,70 @@ static int send_ahead(struct pgconn *c, struct pg_job *batch, int *fresh) {
     return err;
 }
 
+static int cmp_id(const void *x, const void *y) {
+    int64_t a = *(const int64_t *)x, b = *(const int64_t *)y;
+    return (a > b) - (a < b);
+}
+
+/* Appends " SELECT 1 FROM table WHERE id IN (...) ORDER BY id lock;" for
+ * the n ids of v (sorted here, duplicates written once) to sql, which has
+ * room for it (begin_batch); nothing when n is 0. */
+static size_t lock_rows(char *sql, size_t cap, size_t len, const char *table, int64_t *v,
+                        size_t n, const char *lock) {
+    if (n == 0) return len;
+    qsort(v, n, sizeof(*v), cmp_id);
+    len += (size_t)snprintf(sql + len, cap - len, " SELECT 1 FROM %s WHERE id IN (", table);
+    for (size_t i = 0; i < n; i++)
+        if (i == 0 || v[i] != v[i - 1])
+            len += (size_t)snprintf(sql + len, cap - len, "%s%" PRId64, i ? "," : "", v[i]);
+    return len + (size_t)snprintf(sql + len, cap - len, ") ORDER BY id %s;", lock);
+}
+
+/* Note 9: BEGIN, the rows the batch's jobs will lock, locked in id order
+ * (seats, then users), and the first savepoint, as one simple-protocol
+ * query (the ids are integers we format ourselves). */
+static int begin_batch(struct pgconn *c, struct pg_job *batch) {
+    size_t nseats = 0, nusers = 0;
+    for (struct pg_job *j = batch; j; j = j->next)
+        if (j->ahead) {
+            nseats += j->ahead->nseats;
+            nusers += j->ahead->user_id > 0;
+        }
+    if (nseats + nusers == 0) return pg_simple(c, "BEGIN; SAVEPOINT job", "begin");
+    int64_t *seats = xmalloc((nseats + nusers) * sizeof(*seats)), *users = seats + nseats;
+    nseats = nusers = 0;
+    for (struct pg_job *j = batch; j; j = j->next)
+        if (j->ahead) {
+            for (size_t i = 0; i < j->ahead->nseats; i++) seats[nseats++] = j->ahead->seat_ids[i];
+            if (j->ahead->user_id > 0) users[nusers++] = j->ahead->user_id;
+        }
+    size_t cap = 256 + (nseats + nusers) * 21, len = 0;
+    char *sql = xmalloc(cap);
+    len += (size_t)snprintf(sql, cap, "BEGIN;");
+    len = lock_rows(sql, cap, len, "seats", seats, nseats, "FOR UPDATE");
+    len = lock_rows(sql, cap, len, "users", users, nusers, "FOR NO KEY UPDATE");
+    snprintf(sql + len, cap - len, " SAVEPOINT job");
+    free(seats);
+    int err = pg_simple(c, sql, "begin");
+    free(sql);
+    return err;
+}
+
 /* Design note 6: BEGIN and the first savepoint in one round trip, RELEASE of
  * a job and the savepoint of the next in one, the counters and COMMIT in
  * one; a savepoint rolled back to is used again as it is. */
 static void run_batch(struct pgconn *c, struct pg_job *batch) {
     if (c) c->owe_savepoint = c->lost_savepoint = 0;
-    int err = c ? pg_simple(c, "BEGIN; SAVEPOINT job", "begin") : ERR_UNAVAILABLE;
+    int err = c ? begin_batch(c, batch) : ERR_UNAVAILABLE;
     if (c) c->batch_avail.n = 0;
+    if (c && err && pg_retryable(c)) { /* a deadlock while locking the rows (note 9) */
+        if (PQtransactionStatus(c->db) != PQTRANS_IDLE) pg_simple(c, "ROLLBACK", "rollback");
+        for (struct pg_job *j = batch; j; j = j->next) {
+            j->result = err;
+            j->again = ++j->tries < PG_JOB_TRIES;
+        }
+        return;
+    }
     int stopped = 0, fresh = 1;
     if (err == 0) err = send_ahead(c, batch, &fresh);
     for (struct pg_job *j = batch; j; j = j->next) {

@@ -171,15 +171,21 @@ int pg_write(struct pg_store *ps, pg_apply apply, void *arg);
 /* pg_write on the keyed lane of key (> 0): jobs of one key run on one
  * committer, in few transactions (pg_commit.c note 7). */
 int pg_write_keyed(struct pg_store *ps, int64_t key, pg_apply apply, void *arg);
-/* A statement of a keyed job that its committer may send ahead, with those
- * of the other jobs of the batch, in one round trip (pg_commit.c note 8).
- * It must change nothing when apply then fails: apply's own savepoint
- * starts after it. */
+/* What a keyed job tells its committer before it runs:
+ *   - the rows it will lock, which the committer locks for the whole batch
+ *     first, in one ordered statement (pg_commit.c note 9);
+ *   - a statement it may send ahead, with those of the other jobs of the
+ *     batch, in one round trip (pg_commit.c note 8). It must change
+ *     nothing when apply then fails: apply's own savepoint starts after
+ *     it. */
 struct pg_ahead {
-    const char *sql;
-    struct pg_args args;
+    const int64_t *seat_ids; /* seats it locks FOR UPDATE */
+    size_t nseats;
+    int64_t user_id;     /* > 0: the user row it locks FOR NO KEY UPDATE */
+    const char *sql;     /* NULL: nothing to send ahead */
+    struct pg_args args; /* sql's arguments; not copied */
 };
-/* pg_write_keyed with a statement to send ahead (NULL: none). */
+/* pg_write_keyed with what the job tells its committer (NULL: nothing). */
 int pg_write_ahead(struct pg_store *ps, int64_t key, const struct pg_ahead *ahead, pg_apply apply,
                    void *arg);
 /* Inside apply: the result of the job's statement sent ahead (the caller

@@ -51,6 +51,14 @@ HOLD_PATHS = pytest.mark.parametrize("hold_args", [[], ["--max-live-holds", "0"]
                                      ids=["capped", "sent-ahead"])
 
 
+def assert_no_deadlock(*servers):
+    """Hold batches lock their seats in one ordered step (pg_commit.c note 9):
+    none may be a deadlock victim, which PostgreSQL finds only after
+    deadlock_timeout (1 s) while every hold behind it waits."""
+    for srv in servers:
+        assert "sqlstate=40P01" not in srv.stderr_text(), "a hold batch deadlocked"
+
+
 def first_session(srv, cid=1):
     body = assert_ok_json(srv.get(f"/api/v1/concerts/{cid}/sessions", headers=auth(1)))
     return body["sessions"][0]["sessionId"]
@@ -116,6 +124,7 @@ def test_seat_raced_through_two_instances_is_held_once(server, pg_db, hold_args)
     assert scalar(pg_db, "SELECT count(*) FROM reservations") == 1
     assert scalar(pg_db, "SELECT available_seats FROM sessions WHERE id = ?", sid) == SEATS - 1
     check_invariants(pg_db)
+    assert_no_deadlock(a, b)
 
 
 @HOLD_PATHS
@@ -137,6 +146,7 @@ def test_overlapping_holds_through_two_instances_never_share_a_seat(server, pg_d
     assert scalar(pg_db, "SELECT available_seats FROM sessions WHERE id = ?", sid) == \
         SEATS - len(taken)
     check_invariants(pg_db)
+    assert_no_deadlock(a, b)
 
 
 def test_balance_charged_through_two_instances_adds_up_exactly(server, pg_db):
