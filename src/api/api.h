@@ -96,7 +96,16 @@ struct api_route {
      * in r->state; then handler runs. It must not wait on a commit: only
      * what a read may do (memory, a waiting-room lookup). */
     api_handler precheck;
+    /* 1: handler waits on nothing but the store (no gateway, no waiting
+     * room), so http/ may hand the whole request to the store's committer
+     * to run inside its next batch (api_run_batched). */
+    int batched;
 };
+
+struct batch_job;
+/* Queues job to run inside the store's next batch (store.h run_batched):
+ * 0, or ERR_UNAVAILABLE when the store cannot (then run it some other way). */
+int api_run_batched(const struct api_env *env, struct batch_job *job);
 
 /* Route tables, each ending with an entry whose pattern is NULL. http/
  * serves all of them: a route's precheck (if any), then its handler. */

@@ -8,6 +8,7 @@
  * the very bytes sent are the ones stored for replay. The classic routes
  * (classic.c) read and charge through api_balance_read and api_charge with
  * their own encoder. */
+#include <assert.h>
 #include <stdio.h>
 
 #include "api/auth.h"
@@ -75,19 +76,27 @@ static void render_charge(void *ctx, int err, int *status, const char **body, si
     *len = x->w->body_len;
 }
 
-void api_balance_charge(struct api_req *r, struct api_res *w) {
+/* The caller and the body, on the event thread: a charge reaches the
+ * store's committer (http/server.c note 8) decoded, and a bad one never
+ * does. */
+void api_balance_charge_check(struct api_req *r, struct api_res *w) {
     if (api_auth_user(r, w, r->params[0])) return;
     json_t *o = api_body_object(r, w, charge_keys);
     if (!o) return;
     char err[256] = "";
-    int64_t amount;
-    int rc = jd_i64(o, "amount", 1, INT64_MIN, INT64_MAX, &amount, err, sizeof(err));
+    int64_t *amount = arena_alloc(r->arena, sizeof(*amount));
+    int rc = jd_i64(o, "amount", 1, INT64_MIN, INT64_MAX, amount, err, sizeof(err));
     json_decref(o);
-    if (rc) {
+    if (rc)
         api_fail(r, w, ERR_INVALID, err);
-        return;
-    }
-    api_charge(r, w, r->params[0], amount, reply_balance);
+    else
+        r->state = amount;
+}
+
+void api_balance_charge(struct api_req *r, struct api_res *w) {
+    const int64_t *amount = r->state; /* api_balance_charge_check passed it */
+    assert(amount);
+    api_charge(r, w, r->params[0], *amount, reply_balance);
 }
 
 void api_charge(struct api_req *r, struct api_res *w, int64_t uid, int64_t amount,

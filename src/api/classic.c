@@ -376,15 +376,15 @@ static void classic_pay(struct api_req *r, struct api_res *w) {
 /* ---- the table ------------------------------------------------------------------------ */
 
 const struct api_route api_routes_classic[] = {
-    {API_POST, "/api/token", classic_token_enter, classic_token_enter_check},
-    {API_GET, "/api/token/{userId}", classic_token_get, NULL},
-    {API_GET, "/api/token/status/{userId}", classic_token_status, NULL},
-    {API_PUT, "/api/balance/charge", classic_balance_charge, NULL},
-    {API_GET, "/api/balance/{userId}", classic_balance_get, NULL},
-    {API_GET, "/api/concerts", classic_concerts, NULL},
-    {API_GET, "/api/concerts/schedules/{concertId}", classic_schedules, NULL},
-    {API_GET, "/api/concerts/seats/{scheduleId}", classic_seats, NULL},
-    {API_POST, "/api/reservations/seats", classic_reserve, classic_reserve_check},
-    {API_POST, "/api/reservations/payments", classic_pay, NULL},
-    {0, NULL, NULL, NULL},
+    {API_POST, "/api/token", classic_token_enter, classic_token_enter_check, 0},
+    {API_GET, "/api/token/{userId}", classic_token_get, NULL, 0},
+    {API_GET, "/api/token/status/{userId}", classic_token_status, NULL, 0},
+    {API_PUT, "/api/balance/charge", classic_balance_charge, NULL, 1},
+    {API_GET, "/api/balance/{userId}", classic_balance_get, NULL, 0},
+    {API_GET, "/api/concerts", classic_concerts, NULL, 0},
+    {API_GET, "/api/concerts/schedules/{concertId}", classic_schedules, NULL, 0},
+    {API_GET, "/api/concerts/seats/{scheduleId}", classic_seats, NULL, 0},
+    {API_POST, "/api/reservations/seats", classic_reserve, classic_reserve_check, 1},
+    {API_POST, "/api/reservations/payments", classic_pay, NULL, 0},
+    {0, NULL, NULL, NULL, 0},
 };

@@ -13,12 +13,18 @@
 #include "core/json.h"
 #include "core/log.h"
 #include "core/num.h"
+#include "store/store.h"
 
 void api_json(struct api_res *w, int status, const char *body, size_t len) {
     w->status = status;
     w->body = body;
     w->body_len = len;
     w->content_type = NULL;
+}
+
+int api_run_batched(const struct api_env *env, struct batch_job *job) {
+    struct store *s = env->store;
+    return s && s->ops->run_batched ? s->ops->run_batched(s, job) : ERR_UNAVAILABLE;
 }
 
 void api_add_header(struct api_res *w, const char *name, const char *value) {

@@ -40,6 +40,7 @@ void api_reservation_get(struct api_req *r, struct api_res *w);
 void api_reservation_cancel(struct api_req *r, struct api_res *w);
 void api_balance_get(struct api_req *r, struct api_res *w);
 void api_balance_charge(struct api_req *r, struct api_res *w);
+void api_balance_charge_check(struct api_req *r, struct api_res *w);
 void api_payment_create(struct api_req *r, struct api_res *w);
 
 /* ---- shared by the v1 handlers and the classic table (classic.c) ---------- */

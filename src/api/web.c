@@ -47,15 +47,15 @@ static void api_web_file(struct api_req *r, struct api_res *w);
 /* Each row is one URL; the file served is the path without its '/', and
  * index.html for "/". GET implies HEAD. */
 const struct api_route api_routes_web[] = {
-    {API_GET, "/", api_web_file, NULL},
-    {API_GET, "/index.html", api_web_file, NULL},
-    {API_GET, "/booking.html", api_web_file, NULL},
-    {API_GET, "/app.css", api_web_file, NULL},
-    {API_GET, "/common.js", api_web_file, NULL},
-    {API_GET, "/waiting.js", api_web_file, NULL},
-    {API_GET, "/booking.js", api_web_file, NULL},
-    {API_GET, "/favicon.svg", api_web_file, NULL},
-    {0, NULL, NULL, NULL},
+    {API_GET, "/", api_web_file, NULL, 0},
+    {API_GET, "/index.html", api_web_file, NULL, 0},
+    {API_GET, "/booking.html", api_web_file, NULL, 0},
+    {API_GET, "/app.css", api_web_file, NULL, 0},
+    {API_GET, "/common.js", api_web_file, NULL, 0},
+    {API_GET, "/waiting.js", api_web_file, NULL, 0},
+    {API_GET, "/booking.js", api_web_file, NULL, 0},
+    {API_GET, "/favicon.svg", api_web_file, NULL, 0},
+    {0, NULL, NULL, NULL, 0},
 };
 
 #define WEB_NFILES (sizeof(api_routes_web) / sizeof(api_routes_web[0]) - 1)

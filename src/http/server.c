@@ -66,7 +66,16 @@
  *      (the rightmost address no trusted proxy vouches for beyond,
  *      core/netaddr.h); from any other peer the header is ignored, so a
  *      client cannot pick its own bucket. The per-IP connection limit
- *      stays libmicrohttpd's, on the peer. */
+ *      stays libmicrohttpd's, on the peer.
+ *   8. A write whose route is marked batched (api.h: its handler waits on
+ *      nothing but the store) skips the write pool where the store has a
+ *      single committer (SQLite): the suspended request is queued with the
+ *      store's writes, the committer runs the handler inside its batch and,
+ *      after the COMMIT, calls batch_done(), which resumes the connection;
+ *      if the batch failed, the answer is replaced by a 503 first. Two
+ *      wake-ups a write instead of four (sqlite_commit.c note 8).
+ *      http_stop() waits for every such request to be handed back before
+ *      it stops libmicrohttpd. */
 #include "http/server.h"
 
 #include <microhttpd.h>
@@ -85,6 +94,7 @@
 
 #include "api/api.h"
 #include "core/arena.h"
+#include "core/batch.h"
 #include "core/err.h"
 #include "core/log.h"
 #include "core/metrics.h"
@@ -113,6 +123,7 @@ struct http_server {
     struct netaddr_list *trusted; /* --trusted-proxies; NULL: none (design note 7) */
     int port;
     atomic_long in_flight;
+    atomic_long batched; /* requests handed to the store's committer, not yet resumed */
     atomic_int stopping; /* set by http_stop(): responses close their connection */
     /* Design note 5. */
     _Atomic int64_t *deadline; /* by socket; NULL without a request timeout */
@@ -138,8 +149,9 @@ struct request {
     int has_body;    /* the request declares a body (Content-Length > 0 or chunked) */
     int refuse_body; /* answer at once and close rather than read the body */
     int counted;     /* in srv->in_flight: the answer is being made or sent */
-    int deferred;    /* 1: on the write pool, connection suspended; 2: answer ready */
+    int deferred;    /* 1: on the write pool or in a batch, connection suspended; 2: answer ready */
     struct workq_job job;
+    struct batch_job batch; /* design note 8 */
     int64_t start_us;
     int slot; /* metrics route slot: 0 until a route matched */
     char request_id[REQUEST_ID_MAX + 1];
@@ -582,12 +594,45 @@ static enum MHD_Result respond(struct request *rq) {
     return ret;
 }
 
+/* On the store's committer, inside a batch (design note 8). */
+static void run_batch_handler(void *arg) {
+    dispatch(arg);
+}
+
 /* On a write pool thread: make the answer, then hand the connection back. */
 static void run_deferred(void *arg) {
     struct request *rq = arg;
     dispatch(rq);
     rq->deferred = 2; /* published to the event thread by resume's lock */
     MHD_resume_connection(rq->conn);
+}
+
+/* On the store's committer, after the batch the request ran in (design
+ * note 8): an answer made from writes that were rolled back with the batch
+ * becomes a 503, then the connection is handed back. */
+static void batch_done(void *arg, int err) {
+    struct request *rq = arg;
+    struct http_server *srv = rq->srv; /* rq is gone once resumed */
+    if (err) {
+        memset(&rq->res, 0, sizeof(rq->res));
+        api_fail(&rq->req, &rq->res, ERR_UNAVAILABLE, "the write could not be committed; try again");
+    }
+    rq->deferred = 2; /* published to the event thread by resume's lock */
+    MHD_resume_connection(rq->conn);
+    atomic_fetch_sub(&srv->batched, 1);
+}
+
+/* Design note 8: hands a suspended request to the store's committer; 0, or
+ * nonzero when the store cannot take it. */
+static int run_batched(struct request *rq) {
+    if (!rq->route->batched) return -1;
+    rq->batch.run = run_batch_handler;
+    rq->batch.done = batch_done;
+    rq->batch.arg = rq;
+    atomic_fetch_add(&rq->srv->batched, 1);
+    if (api_run_batched(rq->srv->env, &rq->batch) == 0) return 0;
+    atomic_fetch_sub(&rq->srv->batched, 1);
+    return -1;
 }
 
 static int wants_pool(const struct request *rq) {
@@ -626,7 +671,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         rq->job.fn = run_deferred;
         rq->job.arg = rq;
         MHD_suspend_connection(conn);
-        workq_push(rq->srv->writes, &rq->job);
+        if (run_batched(rq) != 0) workq_push(rq->srv->writes, &rq->job);
         return MHD_YES;
     }
     dispatch(rq);
@@ -758,6 +803,7 @@ int http_start(const struct http_opts *o, const struct api_env *env, struct http
     const char *patterns[METRICS_ROUTES_MAX];
     metrics_set_routes(patterns, router_patterns(srv->router, patterns, METRICS_ROUTES_MAX - 1));
     atomic_init(&srv->in_flight, 0);
+    atomic_init(&srv->batched, 0);
     atomic_init(&srv->stopping, 0);
 
     unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG |
@@ -847,6 +893,10 @@ void http_stop(struct http_server *s) {
      * their connections before libmicrohttpd closes them: it must not be
      * stopped with a connection still suspended. */
     workq_stop(s->writes);
+    while (atomic_load(&s->batched) > 0) { /* the store's committer finishes them */
+        struct timespec ts = {0, 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
     MHD_stop_daemon(s->d);
     if (s->deadline) {
         pthread_mutex_destroy(&s->sweep_mu);

@@ -815,6 +815,7 @@ static const struct store_ops sqlite_ops = {
     .migrate = sq_migrate,
     .ping = sq_ping,
     .write_version = sq_write_version,
+    .run_batched = sq_run_batched,
     .set_seat_cache = sq_set_seat_cache,
     .list_concerts = sq_list_concerts,
     .list_sessions = sq_list_sessions,

@@ -152,6 +152,7 @@ void sq_commit_stop(struct sqlite_store *ss);
 size_t sq_commit_pending(struct sqlite_store *ss);
 void sq_commit_totals(struct sqlite_store *ss, uint64_t *batches, uint64_t *jobs);
 uint64_t sq_write_version(struct store *s); /* store.h write_version */
+int sq_run_batched(struct store *s, struct batch_job *job); /* store.h run_batched */
 /* Inside a job: seat seat_id of session_id became free (avail 1) or held
  * (0). Kept if the job succeeds, applied to the seat map after the COMMIT. */
 void sq_seat_changed(struct conn *c, int64_t session_id, int64_t seat_id, int avail);

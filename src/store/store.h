@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 struct arena;
+struct batch_job;
 struct store;
 
 #define STORE_TITLE_MAX 200 /* concert title, venue */
@@ -390,6 +391,11 @@ struct store_ops {
      * pages (0: none; sqlite_seatmap.c). Called once, before serving. NULL
      * where the adapter has no such cache. */
     void (*set_seat_cache)(struct store *s, size_t bytes);
+    /* Queues job to run on the thread that commits writes, inside its next
+     * batch (core/batch.h), and returns at once: 0, or ERR_UNAVAILABLE
+     * when the store is closing (job->done is then never called). NULL
+     * where writes have no single committer to run it (PostgreSQL). */
+    int (*run_batched)(struct store *s, struct batch_job *job);
 
     /* Closes every connection and frees s. */
     void (*close)(struct store *s);

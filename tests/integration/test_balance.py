@@ -180,3 +180,28 @@ def test_concurrent_duplicates_with_one_key_move_money_once(server):
     assert balance(srv, 78) == 5000
     assert scalar(srv.db_path, "SELECT count(*) FROM balance_ledger WHERE user_id = 78") == 1
     check_invariants(srv.db_path)
+
+
+def test_charge_that_cannot_commit_is_503_and_moves_no_money(server):
+    """An operator's sqlite3 shell holds the write lock past the busy
+    timeout (5 s): the charge's batch cannot begin, so the charge is
+    refused 503 UNAVAILABLE, with a JSON body, and changes nothing; once
+    the lock is gone charges work again. (A charge runs inside the
+    committer's batch, http/server.c note 8: the answer comes from the
+    batch's outcome, not from a write that never happened.)"""
+    import sqlite3
+    srv = server(seed=["--users", "0"])
+    if hasattr(srv.db_path, "rows"):
+        pytest.skip("SQLite's write lock; PostgreSQL waits on row locks instead")
+    assert assert_ok_json(charge(srv, 8, 500)) == {"userId": 8, "balance": 500}
+    con = sqlite3.connect(str(srv.db_path), timeout=10, isolation_level=None)
+    try:
+        con.execute("BEGIN EXCLUSIVE")
+        assert_error(charge(srv, 8, 1000), 503, "UNAVAILABLE")
+        assert balance(srv, 8) == 500  # reads do not wait for the lock
+    finally:
+        con.execute("ROLLBACK")
+        con.close()
+    assert ledger(srv.db_path, 8) == [("CHARGE", 500, 500)]
+    assert assert_ok_json(charge(srv, 8, 1000)) == {"userId": 8, "balance": 1500}
+    check_invariants(srv.db_path)

@@ -1,9 +1,10 @@
 /* test_sqlite_commit.c -- the group committer (src/store/sqlite_commit.c):
  * sq_write batches concurrent writers into one transaction, isolates a
  * failing job from the others of its batch, fails the whole batch when its
- * COMMIT fails, and returns only after the commit. Real SQLite files in a
- * fresh temporary directory per test; a separate raw connection checks what
- * was committed. */
+ * COMMIT fails, and returns only after the commit; a request run inside a
+ * batch (sq_run_batched) is done only after that batch's COMMIT, with its
+ * outcome. Real SQLite files in a fresh temporary directory per test; a
+ * separate raw connection checks what was committed. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -20,6 +21,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/batch.h"
 #include "core/err.h"
 #include "core/log.h"
 #include "core/timeutil.h"
@@ -254,6 +256,108 @@ static void test_constraint_error_of_a_job_is_its_own(void **state) {
     assert_int_equal(testdb_int(&f->db, "SELECT count(*) FROM t"), 1);
 }
 
+/* ---- requests run in the batch (sqlite_commit.c note 8) ------------------- */
+
+/* A request like a charge: two writes through sq_write from inside the
+ * batch (the second may fail on its own, or break the COMMIT), then done()
+ * records the batch's outcome and what a separate connection sees then. */
+struct req {
+    struct fx *f;
+    struct batch_job job;
+    struct job w[2];
+    int ran_on_committer_thread; /* run() came back with both writes' results */
+    atomic_int done;
+    int err;           /* done()'s */
+    int64_t committed; /* rows of t visible to another connection in done() */
+};
+
+static void req_run(void *arg) {
+    struct req *r = arg;
+    for (int i = 0; i < 2; i++) r->w[i].result = sq_write(r->f->ss, insert_apply, &r->w[i]);
+    r->ran_on_committer_thread = 1;
+}
+
+static void req_done(void *arg, int err) {
+    struct req *r = arg;
+    r->err = err;
+    r->committed = testdb_int(&r->f->db, "SELECT count(*) FROM t");
+    atomic_store(&r->done, 1);
+}
+
+static void req_init(struct req *r, struct fx *f, int64_t id, int fail2, int orphan2) {
+    memset(r, 0, sizeof(*r));
+    r->f = f;
+    r->job = (struct batch_job){req_run, req_done, r};
+    r->w[0] = (struct job){f, id, 0, 0, -99};
+    r->w[1] = (struct job){f, id + 1, fail2, orphan2, -99};
+    atomic_init(&r->done, 0);
+}
+
+static void req_wait(struct req *r) {
+    int64_t deadline = time_mono_ms() + 10000;
+    while (!atomic_load(&r->done) && time_mono_ms() < deadline) usleep(500);
+    assert_true(atomic_load(&r->done));
+}
+
+static void test_request_in_a_batch_is_done_after_its_commit(void **state) {
+    struct fx *f = *state;
+    struct req r;
+    req_init(&r, f, 1, 0, 0);
+    assert_int_equal(sq_run_batched(f->s, &r.job), 0);
+    req_wait(&r);
+    assert_true(r.ran_on_committer_thread);
+    assert_int_equal(r.w[0].result, 0);
+    assert_int_equal(r.w[1].result, 0);
+    assert_int_equal(r.err, 0);
+    assert_int_equal(r.committed, 2); /* on disk before done() */
+    uint64_t batches, jobs;
+    sq_commit_totals(f->ss, &batches, &jobs);
+    assert_int_equal(batches, 1);
+}
+
+static void test_request_shares_its_batch_with_writers_and_fails_alone(void **state) {
+    struct fx *f = *state;
+    enum { N = 4 };
+    struct blocker b;
+    pthread_t bt, t[N];
+    struct job j[N];
+    struct req r;
+    start_blocker(f, &b, &bt, N + 1);
+    req_init(&r, f, 100, 1, 0); /* its second write fails: rolled back alone */
+    assert_int_equal(sq_run_batched(f->s, &r.job), 0);
+    for (int i = 0; i < N; i++) {
+        j[i] = (struct job){f, i + 1, 0, 0, -99};
+        assert_int_equal(pthread_create(&t[i], NULL, insert_thread, &j[i]), 0);
+    }
+    for (int i = 0; i < N; i++) pthread_join(t[i], NULL);
+    pthread_join(bt, NULL);
+    req_wait(&r);
+    for (int i = 0; i < N; i++) assert_int_equal(j[i].result, 0);
+    assert_int_equal(r.w[0].result, 0);
+    assert_int_equal(r.w[1].result, ERR_CONFLICT);
+    assert_int_equal(r.err, 0);
+    assert_int_equal(testdb_int(&f->db, "SELECT count(*) FROM t"), N + 1);
+    assert_int_equal(testdb_int(&f->db, "SELECT count(*) FROM t WHERE id = 101"), 0);
+    uint64_t batches;
+    sq_commit_totals(f->ss, &batches, NULL);
+    assert_int_equal(batches, 2); /* the blocker, then the request with the writers */
+}
+
+static void test_request_of_a_failed_batch_gets_the_error(void **state) {
+    struct fx *f = *state;
+    struct req r;
+    req_init(&r, f, 1, 0, 1); /* its second write's orphan breaks the COMMIT */
+    assert_int_equal(sq_run_batched(f->s, &r.job), 0);
+    req_wait(&r);
+    assert_int_equal(r.w[0].result, 0);
+    assert_int_equal(r.w[1].result, 0); /* each write went through... */
+    assert_int_not_equal(r.err, 0);     /* ...and the batch did not */
+    assert_int_equal(r.committed, 0);
+    struct job after = {f, 50, 0, 0, -99}; /* the committer carries on */
+    assert_int_equal(sq_write(f->ss, insert_apply, &after), 0);
+    assert_int_equal(testdb_int(&f->db, "SELECT count(*) FROM t"), 1);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void) {
@@ -266,6 +370,9 @@ int main(void) {
         T(test_read_modify_write_jobs_never_lose_an_update),
         T(test_inner_savepoint_rolls_back_only_its_step),
         T(test_constraint_error_of_a_job_is_its_own),
+        T(test_request_in_a_batch_is_done_after_its_commit),
+        T(test_request_shares_its_batch_with_writers_and_fails_alone),
+        T(test_request_of_a_failed_batch_gets_the_error),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
