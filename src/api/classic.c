@@ -205,18 +205,26 @@ static void classic_balance_get(struct api_req *r, struct api_res *w) {
     if (caller_of(r, w, r->params[0], &user) == 0) api_balance_read(r, w, user, reply_amount);
 }
 
-static void classic_balance_charge(struct api_req *r, struct api_res *w) {
+/* The caller and the amount, on the event thread: the charge reaches the
+ * store's committer decoded (api.h batched), or not at all. */
+static void classic_balance_charge_check(struct api_req *r, struct api_res *w) {
     static const char *const keys[] = {"userId", "amount", NULL};
-    int64_t user, amount;
-    json_t *o = body_of(r, w, keys, &user);
+    int64_t *v = arena_alloc(r->arena, 2 * sizeof(*v)); /* user, amount */
+    json_t *o = body_of(r, w, keys, &v[0]);
     if (!o) return;
     char err[256];
-    int rc = jd_i64(o, "amount", 1, INT64_MIN, INT64_MAX, &amount, err, sizeof(err));
+    int rc = jd_i64(o, "amount", 1, INT64_MIN, INT64_MAX, &v[1], err, sizeof(err));
     json_decref(o);
     if (rc)
         api_fail(r, w, ERR_INVALID, err);
     else
-        api_charge(r, w, user, amount, reply_amount); /* the service bounds the amount */
+        r->state = v;
+}
+
+static void classic_balance_charge(struct api_req *r, struct api_res *w) {
+    const int64_t *v = r->state; /* classic_balance_charge_check passed it */
+    assert(v);
+    api_charge(r, w, v[0], v[1], reply_amount); /* the service bounds the amount */
 }
 
 /* ---- the catalog ------------------------------------------------------------------ */
@@ -379,7 +387,7 @@ const struct api_route api_routes_classic[] = {
     {API_POST, "/api/token", classic_token_enter, classic_token_enter_check, 0},
     {API_GET, "/api/token/{userId}", classic_token_get, NULL, 0},
     {API_GET, "/api/token/status/{userId}", classic_token_status, NULL, 0},
-    {API_PUT, "/api/balance/charge", classic_balance_charge, NULL, 1},
+    {API_PUT, "/api/balance/charge", classic_balance_charge, classic_balance_charge_check, 1},
     {API_GET, "/api/balance/{userId}", classic_balance_get, NULL, 0},
     {API_GET, "/api/concerts", classic_concerts, NULL, 0},
     {API_GET, "/api/concerts/schedules/{concertId}", classic_schedules, NULL, 0},

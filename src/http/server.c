@@ -599,12 +599,19 @@ static void run_batch_handler(void *arg) {
     dispatch(arg);
 }
 
+/* Hands a suspended request's connection back with its answer made;
+ * libmicrohttpd then calls on_request() once more to send it. rq may be
+ * gone as soon as this returns. */
+static void hand_back(struct request *rq) {
+    rq->deferred = 2; /* published to the event thread by resume's lock */
+    MHD_resume_connection(rq->conn);
+}
+
 /* On a write pool thread: make the answer, then hand the connection back. */
 static void run_deferred(void *arg) {
     struct request *rq = arg;
     dispatch(rq);
-    rq->deferred = 2; /* published to the event thread by resume's lock */
-    MHD_resume_connection(rq->conn);
+    hand_back(rq);
 }
 
 /* On the store's committer, after the batch the request ran in (design
@@ -617,8 +624,7 @@ static void batch_done(void *arg, int err) {
         memset(&rq->res, 0, sizeof(rq->res));
         api_fail(&rq->req, &rq->res, ERR_UNAVAILABLE, "the write could not be committed; try again");
     }
-    rq->deferred = 2; /* published to the event thread by resume's lock */
-    MHD_resume_connection(rq->conn);
+    hand_back(rq);
     atomic_fetch_sub(&srv->batched, 1);
 }
 

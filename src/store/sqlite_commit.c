@@ -361,10 +361,7 @@ int sq_write(struct sqlite_store *ss, sq_apply apply, void *arg) {
     if (on_committer) { /* a request run in the batch writes (note 8): a job of it, now */
         assert(in_request.c); /* a job must not write through the queue it runs in */
         if (!in_request.c) return ERR_INTERNAL;
-        int lost = *in_request.lost;
-        int err = lost ? ERR_IO : run_job(in_request.c, &j, &lost);
-        *in_request.lost = lost;
-        return err;
+        return *in_request.lost ? ERR_IO : run_job(in_request.c, &j, in_request.lost);
     }
     sem_init(&j.done, 0, 0);
     int err = enqueue(ss, &j);
