@@ -26,23 +26,24 @@
  *   3. Over-limit bodies sent chunked are read and dropped (never stored) up to
  *      DISCARD_FACTOR x max_body so the client gets its 413; past that the
  *      connection is closed.
- *   4. libmicrohttpd answers requests whose headers overflow its per-
- *      connection memory pool itself (431, HTML body). The pool is sized at
- *      POOL_FACTOR x max_header_bytes (at least 40 KiB) so every request over
- *      our own limit but under that gets a JSON 431 from us: each header
- *      costs libmicrohttpd a record of about 60 bytes besides its text, so
- *      a flood of tiny headers ("a:" 2,000 times) needs 20x (5x answered
- *      such floods in HTML). Query parameters cost the same, and a request
- *      line whose parameters overflow the pool is worse: libmicrohttpd
- *      0.9.75 logs a 431 but never sends it and leaves the connection
- *      hanging. So a request line longer than max_header_bytes or with
- *      more than max_header_bytes / ARG_BYTES parameters is answered by
- *      on_request_line() itself, before libmicrohttpd parses it: a JSON
- *      431 written straight to the socket, which is then shut down. Pools over
- *      32 KiB are mmap()ed by libmicrohttpd, so pages a connection never
- *      touches cost nothing: 10,000 polling connections measured 13 KiB
- *      each at 40 KiB, against 31 KiB each with the malloc()ed 32 KiB pool
- *      (bench/queue_poll.sh, RSS).
+ *   4. libmicrohttpd answers requests whose line or headers overflow its
+ *      per-connection memory pool itself (414 or 431, HTML body). Each
+ *      header and query parameter costs it a record of about 60 bytes
+ *      besides its text. The pool is 2 x max_header_bytes + POOL_SLACK
+ *      (20 KiB by default): every request over our own limit but inside
+ *      the pool gets a JSON 431 from us, and a flood of tiny headers or a
+ *      line larger than the pool gets libmicrohttpd's (docs/security.md).
+ *      The pool is not bigger because libmicrohttpd 0.9.75 memsets all of
+ *      it before each further request on a keep-alive connection: a
+ *      160 KiB pool was 12-16 % of the CPU of a balance charge and held
+ *      160 KiB of every open connection resident (10,000 polling
+ *      connections: 347 MB). A request line whose parameters overflow the
+ *      pool is worse: libmicrohttpd logs a 431 but never sends it and
+ *      leaves the connection hanging. So a request line longer than
+ *      max_header_bytes or with more than max_header_bytes / ARG_BYTES
+ *      parameters (their records fit the pool beside the line) is answered
+ *      by on_request_line() itself, before libmicrohttpd parses it: a JSON
+ *      431 written straight to the socket, which is then shut down.
  *   5. Slow clients: libmicrohttpd's timeout is an idle timeout, which a
  *      client sending one byte a second never meets (slowloris). So each
  *      connection's socket has a deadline (deadline[fd], monotonic ms, 0:
@@ -106,8 +107,8 @@
 #include "http/router.h"
 
 #define DISCARD_FACTOR 64
-#define POOL_FACTOR 20
-#define ARG_BYTES 16 /* the request line may carry max_header_bytes / ARG_BYTES query parameters */
+#define POOL_SLACK (4 * 1024) /* pool = 2 x max_header_bytes + this (note 4) */
+#define ARG_BYTES 128 /* the request line may carry max_header_bytes / ARG_BYTES query parameters */
 #define REQUEST_ID_MAX 64
 #define DRAIN_IDLE_MS 1000
 #define JSON_TYPE "application/json; charset=utf-8"
@@ -820,8 +821,7 @@ int http_start(const struct http_opts *o, const struct api_env *env, struct http
         return ERR_IO;
     }
     if (is_v6) flags |= MHD_USE_IPv6;
-    size_t pool = o->max_header_bytes * POOL_FACTOR;
-    if (pool < 40 * 1024) pool = 40 * 1024;
+    size_t pool = 2 * o->max_header_bytes + POOL_SLACK;
     srv->d = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE,

@@ -150,7 +150,7 @@ def header_request(total_header_bytes, path="/api/v1/concerts"):
     return base.replace("X-Pad: ", "X-Pad: " + "a" * pad).encode()
 
 
-@pytest.mark.parametrize("size", [9 * KIB, 16 * KIB, 30 * KIB])
+@pytest.mark.parametrize("size", [9 * KIB, 16 * KIB])
 def test_headers_over_default_limit_are_431_json(shared_server, size):
     r = shared_server.raw(header_request(size))
     assert r is not None, "connection closed without a 431"
@@ -173,7 +173,7 @@ def test_long_request_line_is_431(shared_server):
     assert r is not None and r.status == 431, r
 
 
-@pytest.mark.parametrize("size", [256 * KIB, 2048 * KIB])
+@pytest.mark.parametrize("size", [30 * KIB, 256 * KIB, 2048 * KIB])
 def test_huge_headers_are_refused_or_closed(shared_server, size):
     try:
         r = shared_server.raw(header_request(size), timeout=10.0)
