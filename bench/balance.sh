@@ -76,6 +76,7 @@ report() {
   printf '%-30s %10s %9s %9s %9s %7s\n' "concertd charge + lookup" "$C_RPS" "$C_P50" "$C_P95" "$C_P99" "$C_ERR"
   echo
   echo "ratio concertd/nginx: req/s $(ratio "$C_RPS" "$N_RPS")  p95 $(ratio "$C_P95" "$N_P95")  p99 $(ratio "$C_P99" "$N_P99")"
+  echo "concertd run: $(cpu_line concertd); nginx run: machine steal $(cut -d' ' -f1 "$WORK/nginx.cpu") %"
   echo "durable charges committed in the measured run: $ROWS ($(awk -v r="$ROWS" -v s="$SECS" 'BEGIN { printf "%.0f", r / s }')/s)"
   echo
   verdict "$(ge "$C_RPS" 30000 && echo 1)" "charge + lookup >= 30,000 req/s (got $C_RPS)"

@@ -168,17 +168,48 @@ wrk_warm() {
   wrk -t"$THREADS" -c"$conns" -d"$WARMUP" "${s[@]}" "$url" -- "$@" >/dev/null 2>&1 || true
 }
 
-# wrk_measure NAME URL SCRIPT CONNS [script args...] -> $WORK/NAME.wrk
+# proc_ticks PID -> its user + system CPU time in clock ticks (0 once gone)
+proc_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# machine_ticks -> "all steal": the machine's CPU ticks so far, and the
+# ticks the hypervisor gave to other guests (steal)
+machine_ticks() { awk '$1 == "cpu" { t = 0; for (i = 2; i <= NF; i++) t += $i; print t, $9 }' /proc/stat; }
+
+# wrk_measure NAME URL SCRIPT CONNS [script args...] -> $WORK/NAME.wrk, and
+# $WORK/NAME.cpu: "steal_pct cpu_us_per_request" for the run, the second
+# of concertd (CPID) when URL is its own, else "n/a". Throughput and
+# latency move with the neighbours of this shared machine; CPU per
+# request much less, and steal says how much the neighbours took.
 wrk_measure() {
-  local name=$1 url=$2 script=$3 conns=$4 s=()
+  local name=$1 url=$2 script=$3 conns=$4 s=() m0 m1 p0=0 p1 pid=
   shift 4
   [ -n "$script" ] && s=(-s "$script")
+  [ -n "${C:-}" ] && [ "$url" = "$C" ] && pid=${CPID:-}
   say "wrk $name: -t$THREADS -c$conns -d$DURATION $url"
+  m0=$(machine_ticks)
+  [ -n "$pid" ] && p0=$(proc_ticks "$pid")
   wrk -t"$THREADS" -c"$conns" -d"$DURATION" --latency "${s[@]}" "$url" -- "$@" \
     >"$WORK/$name.wrk" 2>&1 || die "wrk $name failed: $(cat "$WORK/$name.wrk")"
+  m1=$(machine_ticks)
+  [ -n "$pid" ] && p1=$(proc_ticks "$pid")
   if [ -n "${CPID:-}" ] && ! kill -0 "$CPID" 2>/dev/null; then
     die "concertd died during $name: $(tail -20 "$WORK/concertd.err")"
   fi
+  local rps
+  rps=$(awk '/Requests\/sec:/ { print $2 }' "$WORK/$name.wrk")
+  awk -v m0="$m0" -v m1="$m1" -v p0="$p0" -v p1="${p1:-}" -v rps="${rps:-0}" \
+    -v secs="$(secs "$DURATION")" -v hz="$(getconf CLK_TCK)" 'BEGIN {
+      split(m0, a, " "); split(m1, b, " ")
+      steal = b[1] > a[1] ? 100 * (b[2] - a[2]) / (b[1] - a[1]) : 0
+      cpu = (p1 != "" && rps > 0) ? sprintf("%.1f", (p1 - p0) / hz * 1e6 / (rps * secs)) : "n/a"
+      printf "%.1f %s\n", steal, cpu
+    }' >"$WORK/$name.cpu"
+}
+
+# cpu_line NAME -> "steal X %, concertd CPU per request Y us" for a report
+cpu_line() {
+  local steal cpu
+  read -r steal cpu <"$WORK/$1.cpu"
+  echo "machine steal during the run: $steal %; concertd CPU per request: $cpu us"
 }
 
 # wrk_run NAME URL SCRIPT CONNS [script args...]: warm, then measure.
