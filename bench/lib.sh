@@ -173,6 +173,11 @@ proc_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; 
 # machine_ticks -> "all steal": the machine's CPU ticks so far, and the
 # ticks the hypervisor gave to other guests (steal)
 machine_ticks() { awk '$1 == "cpu" { t = 0; for (i = 2; i <= NF; i++) t += $i; print t, $9 }' /proc/stat; }
+# steal_pct BEFORE AFTER (two machine_ticks) -> the % of the CPU stolen between
+steal_pct() {
+  awk -v a="$1" -v b="$2" 'BEGIN { split(a, x, " "); split(b, y, " ")
+    printf "%.1f", (y[1] > x[1] ? 100 * (y[2] - x[2]) / (y[1] - x[1]) : 0) }'
+}
 
 # wrk_measure NAME URL SCRIPT CONNS [script args...] -> $WORK/NAME.wrk, and
 # $WORK/NAME.cpu: "steal_pct cpu_us_per_request" for the run, the second
@@ -196,12 +201,10 @@ wrk_measure() {
   fi
   local rps
   rps=$(awk '/Requests\/sec:/ { print $2 }' "$WORK/$name.wrk")
-  awk -v m0="$m0" -v m1="$m1" -v p0="$p0" -v p1="${p1:-}" -v rps="${rps:-0}" \
+  awk -v steal="$(steal_pct "$m0" "$m1")" -v p0="$p0" -v p1="${p1:-}" -v rps="${rps:-0}" \
     -v secs="$(secs "$DURATION")" -v hz="$(getconf CLK_TCK)" 'BEGIN {
-      split(m0, a, " "); split(m1, b, " ")
-      steal = b[1] > a[1] ? 100 * (b[2] - a[2]) / (b[1] - a[1]) : 0
       cpu = (p1 != "" && rps > 0) ? sprintf("%.1f", (p1 - p0) / hz * 1e6 / (rps * secs)) : "n/a"
-      printf "%.1f %s\n", steal, cpu
+      print steal, cpu
     }' >"$WORK/$name.cpu"
 }
 

@@ -99,12 +99,15 @@ done
 # (interleaved rounds, medians and spread; one on/off pair is noise here).
 
 say "paced poll: $USERS users every ${POLL_PERIOD} ms over $POLL_CONNS connections, ${POLL_SECS}s ..."
+M0=$(machine_ticks)
 "$LOAD" --target "$C" --scenario get --path /api/v1/waiting-queues --tokens "$WORK/tokens" \
   --vus "$USERS" --connections "$POLL_CONNS" --source 127.0.0.1-127.0.0.4 \
   --rate "$((USERS * 1000 / POLL_PERIOD))/s" --duration "${POLL_SECS}s" \
   --json "$WORK/poll.json" --html "$WORK/poll.html" >"$WORK/poll.out" 2>&1 \
   || die "paced poll failed: $(cat "$WORK/poll.out")"
 POLL=$(load_kv "$WORK/poll.json")
+M1=$(machine_ticks)
+POLL_STEAL=$(steal_pct "$M0" "$M1")
 RSS_POLL=$(rss)
 RSS_POLL_SPLIT=$(rss_split)
 kill -0 "$CPID" 2>/dev/null || die "concertd died: $(tail -20 "$WORK/concertd.err")"
@@ -147,6 +150,7 @@ report() {
   echo
   echo "enter:       $ENTER"
   echo "paced poll:  $POLL"
+  echo "             machine steal during the paced poll: $POLL_STEAL %"
   echo "RSS:         ${RSS_LINE} MB after entering (${RSS_LINE_SPLIT}), ${RSS_POLL} MB after the paced poll (${RSS_POLL_SPLIT})"
   echo
   printf '%-30s %10s %9s %9s %7s\n' "target" "req/s" "p50 ms" "p99 ms" "errors"
