@@ -36,8 +36,8 @@
  *      The pool is not bigger because libmicrohttpd 0.9.75 memsets all of
  *      it before each further request on a keep-alive connection: a
  *      160 KiB pool was 12-16 % of the CPU of a balance charge and held
- *      160 KiB of every open connection resident (10,000 polling
- *      connections: 347 MB). A request line whose parameters overflow the
+ *      160 KiB of every used connection resident (bench/queue_poll.sh:
+ *      347 MB, over its 256 MB target). A request line whose parameters overflow the
  *      pool is worse: libmicrohttpd logs a 431 but never sends it and
  *      leaves the connection hanging. So a request line longer than
  *      max_header_bytes or with more than max_header_bytes / ARG_BYTES
