@@ -108,7 +108,7 @@
 
 #define DISCARD_FACTOR 64
 #define POOL_SLACK (4 * 1024) /* pool = 2 x max_header_bytes + this (note 4) */
-#define ARG_BYTES 128 /* the request line may carry max_header_bytes / ARG_BYTES query parameters */
+#define ARG_BYTES 128 /* a request line may carry max_header_bytes / ARG_BYTES parameters */
 #define REQUEST_ID_MAX 64
 #define DRAIN_IDLE_MS 1000
 #define JSON_TYPE "application/json; charset=utf-8"
