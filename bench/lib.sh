@@ -181,14 +181,14 @@ steal_pct() {
 
 # wrk_measure NAME URL SCRIPT CONNS [script args...] -> $WORK/NAME.wrk, and
 # $WORK/NAME.cpu: "steal_pct cpu_us_per_request" for the run, the second
-# of concertd (CPID) when URL is its own, else "n/a". Throughput and
+# of concertd (CPID) when URL is on it ($C), else "n/a". Throughput and
 # latency move with the neighbours of this shared machine; CPU per
 # request much less, and steal says how much the neighbours took.
 wrk_measure() {
   local name=$1 url=$2 script=$3 conns=$4 s=() m0 m1 p0=0 p1 pid=
   shift 4
   [ -n "$script" ] && s=(-s "$script")
-  [ -n "${C:-}" ] && [ "$url" = "$C" ] && pid=${CPID:-}
+  [ -n "${C:-}" ] && case $url in "$C" | "$C"/*) pid=${CPID:-} ;; esac
   say "wrk $name: -t$THREADS -c$conns -d$DURATION $url"
   m0=$(machine_ticks)
   [ -n "$pid" ] && p0=$(proc_ticks "$pid")
